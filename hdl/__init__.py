@@ -1,0 +1,1 @@
+"""Amaranth RTL of the adder-only ternary systolic accelerator."""

@@ -1,0 +1,1 @@
+"""cocotb benches on Verilator and the simulated device."""
