@@ -26,9 +26,19 @@ def ternary_gemm(a: object, w: object, act_bits: int = 8, *, check: bool = True)
     return out.astype(np.int32)
 
 
-def pe_update(psum_in: int, act: int, code: int, acc_bits: int) -> int:
+def code_value(bits: int) -> int:
+    """Ternary value of a 2-bit hardware weight code: bit 0 "non-zero", bit 1 "negate".
+
+    Valid codes are the two's complement of the value (00, 01, 11); 10 acts as zero.
+    """
+    if not bits & 1:
+        return 0
+    return -1 if bits & 2 else 1
+
+
+def pe_update(psum_in: int, act: int, code_bits: int, acc_bits: int) -> int:
     """One PE step: add, subtract or pass psum_in by the ternary weight, wrapping at acc_bits."""
-    value = psum_in + act * code if code in (-1, 0, 1) else psum_in
+    value = psum_in + act * code_value(code_bits)
     mask = (1 << acc_bits) - 1
     value &= mask
     return value - (1 << acc_bits) if value >> (acc_bits - 1) else value

@@ -1,0 +1,82 @@
+"""An R x C weight-stationary systolic array of ternary PEs, with its input skew built in."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import ArrayConfig
+from .pe import TernaryPE
+
+
+class SystolicArray(wiring.Component):
+    """K runs down the rows, N across the columns, activation vectors stream in from the left.
+
+    Weights: `w_row` carries the 2-bit codes of one row (column c in bits 2c+1:2c) and is
+    latched into row `w_sel` when `w_en` is high.
+    Streaming: present one unskewed activation vector per cycle on `act` with `act_valid`; row
+    r sees it r cycles later. The result for column c of the vector that entered at cycle t is
+    on `out[c]` with `out_valid[c]` at cycle t + (R - 1) + c (golden.cycles.column_latency).
+    Invalid cycles inject zeros, so bubbles never disturb a sum.
+    """
+
+    def __init__(self, cfg: ArrayConfig) -> None:
+        self.cfg = cfg
+        super().__init__({
+            "w_row": In(2 * cfg.cols),
+            "w_sel": In(range(cfg.rows)),
+            "w_en": In(1),
+            "act": In(data.ArrayLayout(signed(cfg.act_bits), cfg.rows)),
+            "act_valid": In(1),
+            "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
+            "out_valid": Out(cfg.cols),
+            "nnz_row": Out(range(cfg.cols + 1)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+
+        pes = [[TernaryPE(cfg.act_bits, cfg.acc_bits) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
+                m.d.comb += [
+                    pe.w_in.eq(self.w_row[2 * c : 2 * c + 2]),
+                    pe.w_load.eq(self.w_en & (self.w_sel == r)),
+                ]
+
+        # Skew: row r's activation passes through r registers before reaching column 0.
+        for r in range(rows):
+            lane = Signal(signed(cfg.act_bits), name=f"skew_{r}_0")
+            m.d.comb += lane.eq(Mux(self.act_valid, self.act[r], 0))
+            for d in range(r):
+                nxt = Signal(signed(cfg.act_bits), name=f"skew_{r}_{d + 1}")
+                m.d.sync += nxt.eq(lane)
+                lane = nxt
+            m.d.comb += pes[r][0].act_in.eq(lane)
+
+        for r in range(rows):
+            for c in range(1, cols):
+                m.d.comb += pes[r][c].act_in.eq(pes[r][c - 1].act_out)
+        for c in range(cols):
+            m.d.comb += pes[0][c].psum_in.eq(0)
+            for r in range(1, rows):
+                m.d.comb += pes[r][c].psum_in.eq(pes[r - 1][c].psum_out)
+            m.d.comb += self.out[c].eq(pes[rows - 1][c].sum)
+
+        # Column c's result trails the vector's entry by rows - 1 + c cycles.
+        taps = [self.act_valid]
+        for i in range(rows + cols - 2):
+            t = Signal(name=f"valid_d{i + 1}")
+            m.d.sync += t.eq(taps[-1])
+            taps.append(t)
+        for c in range(cols):
+            m.d.comb += self.out_valid[c].eq(taps[rows - 1 + c])
+
+        # Non-zero codes in the incoming weight row, so the top can count MACs and skips
+        # without a counter per PE.
+        m.d.comb += self.nnz_row.eq(sum(self.w_row[2 * c] for c in range(cols)))
+        return m

