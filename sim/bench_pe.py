@@ -31,7 +31,9 @@ async def pe_matches_golden(dut):
         await ReadOnly()
         want = pe_update(psum, act, code, cfg.acc_bits)
         got = dut.sum.value.to_signed()
-        assert got == want, f"cycle {i}: sum {got} != golden {want} (psum {psum}, act {act}, code {code:02b})"
+        assert got == want, (
+            f"cycle {i}: sum {got} != golden {want} (psum {psum}, act {act}, code {code:02b})"
+        )
         if code & 1 == 0:
             assert got == psum, "a zero weight must leave the partial sum untouched"
         if expect_psum is not None:

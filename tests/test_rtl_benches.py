@@ -1,0 +1,34 @@
+"""The cocotb benches, one Verilator build per unit and configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from tritium.golden import ArrayConfig, safe_k
+from tritium.sim.runner import run_bench
+
+from .configs import BENCH_CONFIGS
+
+
+@pytest.mark.parametrize("acc_bits", [32, 12])
+def test_pe(acc_bits: int, waves: bool) -> None:
+    run_bench("pe", ArrayConfig(rows=1, cols=1, acc_bits=acc_bits,
+                                max_k=safe_k(8, acc_bits)), waves=waves)
+
+
+@pytest.mark.parametrize("name", BENCH_CONFIGS)
+def test_array(name: str, waves: bool) -> None:
+    run_bench("array", BENCH_CONFIGS[name], waves=waves)
+
+
+@pytest.mark.parametrize("name", BENCH_CONFIGS)
+def test_top(name: str, waves: bool) -> None:
+    run_bench("top", BENCH_CONFIGS[name], waves=waves)
+
+
+def test_configs_reach_the_safe_k_limit() -> None:
+    """bench_top's accumulator test runs K = max_k only where that stays short; make sure the
+    matrix keeps some configurations whose max_k is the overflow limit itself."""
+    at_limit = [n for n, c in BENCH_CONFIGS.items()
+                if c.max_k == safe_k(c.act_bits, c.acc_bits) and c.max_k <= 64 * c.rows]
+    assert len(at_limit) >= 2, at_limit
