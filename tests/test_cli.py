@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritium.cli import main
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    commands = ["gen", "verify", "demo"]
+    top_help = capsys.readouterr().out
+    assert all(c in top_help for c in commands)
+    for c in commands:
+        with pytest.raises(SystemExit):
+            main([c, "--help"])
+        assert "--rows" in capsys.readouterr().out
+
+
+def test_gen_writes_verilog_and_manifest(tmp_path: Path, capsys) -> None:
+    assert main(["gen", "--rows", "3", "--cols", "5", "-o", str(tmp_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    verilog = Path(info["files"]["verilog"])
+    text = verilog.read_text()
+    assert "module tritium_top" in text and "bus__rdata" in text
+    manifest = json.loads(Path(info["files"]["manifest"]).read_text())
+    assert manifest["config"]["rows"] == 3 and manifest["config"]["cols"] == 5
+    assert manifest["bus"]["addr_bits"] == info["bus"]["addr_bits"]
+
+
+def test_gen_units(tmp_path: Path) -> None:
+    for unit in ("pe", "array"):
+        assert main(["gen", "--unit", unit, "-o", str(tmp_path)]) == 0
+        assert f"module tritium_{unit}" in (tmp_path / f"tritium_{unit}.v").read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rows", "0"], "ArrayConfig.rows must be in 1..255, got 0"),
+    (["--acc-bits", "16", "--max-k", "4096"], "the safe K is at most 255"),
+    (["--act-bits", "9"], "ArrayConfig.act_bits must be in 2..8"),
+])
+def test_bad_config_is_a_clear_error(tmp_path: Path, argv, message) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritium", "gen", "-o", str(tmp_path), *argv],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be written for a rejected config"
+
+
+def test_verify_runs_the_pe_bench(capsys) -> None:
+    assert main(["verify", "--unit", "pe", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"][0] == out["results"][0] | {"unit": "pe", "passed": True}
