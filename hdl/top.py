@@ -244,8 +244,10 @@ class TernaryAccelerator(wiring.Component):
         rd_csr = Signal(BUS_BITS)
         m.d.sync += bus.rvalid.eq(bus.re)
         with m.If(bus.re):
-            m.d.sync += [rd_region.eq(region), rd_col.eq(offset), rd_word.eq(offset),
-                         rd_csr.eq(csr_value)]
+            # A single-column or single-word buffer has no select bits: the offset is all entry.
+            m.d.sync += [rd_region.eq(region), rd_csr.eq(csr_value),
+                         rd_col.eq(offset[: rm.out_word_bits] if rm.out_word_bits else 0),
+                         rd_word.eq(offset[: max(rm.weight_word_bits, rm.act_word_bits)])]
             with m.If(region == Region.CSR):
                 for name, lo in zip(regmap.COUNTERS, regmap.COUNTER_CSRS, strict=True):
                     with m.If(offset == lo):

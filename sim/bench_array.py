@@ -8,7 +8,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.cycles import column_latency
 from ..golden.gemm import ternary_gemm
-from .benchutil import act_values, bench_config, bench_rng, pack_lanes, start, unpack_lanes
+from .benchutil import act_values, bench_config, bench_rng, pack_lanes, start, uint, unpack_lanes
 
 
 async def run_case(dut, cfg, w: np.ndarray, a: np.ndarray, rng, bubble_rate: float) -> None:
@@ -37,8 +37,8 @@ async def run_case(dut, cfg, w: np.ndarray, a: np.ndarray, rng, bubble_rate: flo
             dut.act.value = pack_lanes(rng.integers(-8, 8, rows), cfg.act_bits)
         dut.act_valid.value = int(valid)
         await ReadOnly()
-        out_valid = dut.out_valid.value.to_unsigned()
-        outs = unpack_lanes(dut.out.value.to_unsigned(), cfg.acc_bits, cols)
+        out_valid = uint(dut.out_valid)
+        outs = unpack_lanes(uint(dut.out), cfg.acc_bits, cols)
         for c in range(cols):
             if out_valid >> c & 1:
                 got[c].append((t, outs[c]))

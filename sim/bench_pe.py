@@ -6,7 +6,7 @@ import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.gemm import pe_update
-from .benchutil import act_values, bench_config, bench_rng, start
+from .benchutil import act_values, bench_config, bench_rng, start, uint
 
 
 @cocotb.test()
@@ -39,7 +39,7 @@ async def pe_matches_golden(dut):
         if expect_psum is not None:
             assert dut.psum_out.value.to_signed() == expect_psum, f"cycle {i}: psum_out"
             assert dut.act_out.value.to_signed() == expect_act, f"cycle {i}: act_out"
-        assert dut.w_code.value.to_unsigned() == code
+        assert uint(dut.w_code) == code
         expect_psum, expect_act = want, act
         await RisingEdge(dut.clk)
         if w_load:

@@ -16,7 +16,7 @@ from ..golden.gemm import ternary_gemm
 from ..golden.tiling import plan_gemm, weight_tile
 from ..hdl import regmap
 from ..hdl.regmap import Csr, RegMap
-from .benchutil import act_values, bench_config, bench_rng, start
+from .benchutil import act_values, bench_config, bench_rng, start, uint
 from .bus import BusMaster
 
 
@@ -30,7 +30,7 @@ class BusyMonitor:
         while True:
             await RisingEdge(self.dut.clk)
             await ReadOnly()
-            self.count += int(self.dut.busy.value)
+            self.count += uint(self.dut.busy)
 
 
 async def setup(dut):

@@ -9,6 +9,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.types import Logic
 
 from ..golden.config import ArrayConfig
 
@@ -28,6 +29,12 @@ async def start(dut) -> None:
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+
+
+def uint(handle) -> int:
+    """Unsigned value of a port; cocotb gives 1-bit ports a scalar Logic, wider ones an array."""
+    value = handle.value
+    return int(value) if isinstance(value, Logic) else value.to_unsigned()
 
 
 def pack_lanes(values, bits: int) -> int:

@@ -12,6 +12,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from ..golden.tiling import Tile, act_tile, weight_tile
 from ..hdl import regmap
 from ..hdl.regmap import Csr, RegMap
+from .benchutil import uint
 
 
 class BusMaster:
@@ -41,8 +42,8 @@ class BusMaster:
         await RisingEdge(self.clk)
         self.dut.bus__re.value = 0
         await ReadOnly()
-        assert int(self.dut.bus__rvalid.value) == 1, "rvalid did not follow re by one cycle"
-        word = self.dut.bus__rdata.value.to_unsigned()
+        assert uint(self.dut.bus__rvalid) == 1, "rvalid did not follow re by one cycle"
+        word = uint(self.dut.bus__rdata)
         await RisingEdge(self.clk)
         return word
 

@@ -63,27 +63,36 @@ def run_bench(
         write_unit(unit, cfg, build_dir, name)
 
     runner = get_runner("verilator")
-    runner.build(
-        sources=[source],
-        hdl_toplevel=name,
-        build_dir=build_dir,
-        build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"],
-        waves=waves,
-        log_file=build_dir / "build.log",
-    )
+    try:
+        runner.build(
+            sources=[source],
+            hdl_toplevel=name,
+            build_dir=build_dir,
+            build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"],
+            waves=waves,
+            log_file=build_dir / "build.log",
+        )
+    except (RuntimeError, SystemExit) as exc:
+        log = (build_dir / "build.log").read_text(errors="replace")
+        raise BenchFailure(f"Verilator build of {unit} for {cfg.name()} failed "
+                           f"(log: {build_dir}/build.log)\n{log[-3000:]}") from exc
     env = {"TRITIUM_CONFIG": json.dumps(cfg.to_dict())}
     env.update(extra_env or {})
-    results = runner.test(
-        test_module=BENCH_MODULE.format(unit=unit),
-        hdl_toplevel=name,
-        testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        extra_env=env,
-        waves=waves,
-        seed=seed,
-        log_file=build_dir / "test.log",
-    )
+    try:
+        results = runner.test(
+            test_module=BENCH_MODULE.format(unit=unit),
+            hdl_toplevel=name,
+            testcase=testcase,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            extra_env=env,
+            waves=waves,
+            seed=seed,
+            log_file=build_dir / "test.log",
+        )
+    except SystemExit:
+        # cocotb's runner exits when a test fails; the results file still says which.
+        results = build_dir / "results.xml"
     total, failed = get_results(results)
     if total == 0:
         raise BenchFailure(f"{unit} bench for {cfg.name()} ran no test; see {build_dir}/test.log")

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
 
 class ToolchainError(RuntimeError):
     pass
@@ -33,6 +35,12 @@ def ensure_verilator() -> Path:
     if path.split(os.pathsep)[0] != bindir:
         os.environ["PATH"] = bindir + os.pathsep + path
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so any model large enough to be
+    # split into several files fails with "Vtop__pch.h.slow: linker input file not found".
+    # A variable given in MAKEFLAGS counts as a command-line override of the makefile's.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if PCH_FIX not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {PCH_FIX}".strip()
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
             raise ToolchainError(
