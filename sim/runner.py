@@ -23,10 +23,14 @@ def default_build_root() -> Path:
     return Path(os.environ.get("TRITIUM_BUILD", "build")).resolve()
 
 
+# The modules Verilog generation reads; editing any other hdl/ file keeps simulator builds.
+RTL_SOURCES = ("pe.py", "array.py", "top.py", "regmap.py", "generate.py")
+
+
 def hdl_hash() -> str:
-    """Hash of the RTL sources, so an edit to hdl/ never reuses a stale simulator build."""
+    """Hash of the RTL sources, so an edit to the RTL never reuses a stale simulator build."""
     h = hashlib.sha256()
-    for path in sorted(HDL_DIR.glob("*.py")):
+    for path in (HDL_DIR / name for name in RTL_SOURCES):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:10]
