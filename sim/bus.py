@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from ..golden.tiling import Tile, act_tile, weight_tile
 from ..hdl import regmap
 from ..hdl.regmap import Csr, RegMap
 from .benchutil import uint
@@ -66,20 +65,23 @@ class BusMaster:
                 return status
         raise TimeoutError("accelerator stayed busy")
 
-    async def run_tile(self, a: np.ndarray, w: np.ndarray, t: Tile, slot: int = 0) -> int:
-        """Load tile t's weights into `slot` and its activations, start it, wait; returns STATUS."""
-        cfg = self.rm.cfg
-        await self.write_many(self.rm.pack_weight_tile(weight_tile(cfg, w, t), slot))
-        await self.write_many(self.rm.pack_act_tile(act_tile(cfg, a, t)))
-        await self.write(self.rm.csr(Csr.M_COUNT), t.m)
-        await self.write(self.rm.csr(Csr.W_TILE), slot)
-        ctrl = regmap.CTRL_START | (regmap.CTRL_ACCUMULATE if t.accumulate else 0)
-        await self.write(self.rm.csr(Csr.CTRL), ctrl)
-        return await self.wait_idle()
+    async def execute(self, ops: np.ndarray) -> np.ndarray:
+        """Run a host/driver.py Program op list over the bus, as the fast device does."""
+        from ..host.driver import OP_READ, OP_WAIT, OP_WRITE
 
-    async def read_outputs(self, m: int, n: int) -> np.ndarray:
-        out = np.zeros((m, n), dtype=np.int64)
-        for i in range(m):
-            for j in range(n):
-                out[i, j] = RegMap.to_signed(await self.read(self.rm.out_addr(i, j)))
-        return out
+        reads = []
+        writes: list[tuple[int, int]] = []
+        for op, addr, word in np.asarray(ops).tolist():
+            if op == OP_WRITE:
+                writes.append((addr, word))
+                continue
+            await self.write_many(writes)
+            writes = []
+            if op == OP_READ:
+                reads.append(await self.read(addr))
+            elif op == OP_WAIT:
+                await self.wait_idle()
+            else:
+                raise ValueError(f"unknown bus op {op}")
+        await self.write_many(writes)
+        return np.array(reads, dtype=np.uint32)
