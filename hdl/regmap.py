@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 import numpy as np
 
@@ -73,6 +74,10 @@ COUNTERS = ("cycles", "busy_cycles", "macs", "zero_skips", "tiles")
 COUNTER_CSRS = (Csr.CYCLES_LO, Csr.BUSY_LO, Csr.MACS_LO, Csr.SKIPS_LO, Csr.TILES_LO)
 
 
+_WEIGHT_SHIFTS = (2 * np.arange(CODES_PER_WORD)).astype(np.uint64)
+_ACT_SHIFTS = (8 * np.arange(ACTS_PER_WORD)).astype(np.uint64)
+
+
 def _log2ceil(n: int) -> int:
     return max(0, (n - 1).bit_length())
 
@@ -83,39 +88,39 @@ class RegMap:
 
     cfg: ArrayConfig
 
-    @property
+    @cached_property
     def weight_words(self) -> int:
         return -(-self.cfg.cols // CODES_PER_WORD)
 
-    @property
+    @cached_property
     def act_words(self) -> int:
         return -(-self.cfg.rows // ACTS_PER_WORD)
 
-    @property
+    @cached_property
     def weight_word_bits(self) -> int:
         return _log2ceil(self.weight_words)
 
-    @property
+    @cached_property
     def act_word_bits(self) -> int:
         return _log2ceil(self.act_words)
 
-    @property
+    @cached_property
     def out_word_bits(self) -> int:
         return _log2ceil(self.cfg.cols)
 
-    @property
+    @cached_property
     def row_bits(self) -> int:
         return _log2ceil(self.cfg.rows)
 
-    @property
+    @cached_property
     def weight_entry_bits(self) -> int:
         return _log2ceil(self.cfg.weight_tiles) + self.row_bits
 
-    @property
+    @cached_property
     def m_bits(self) -> int:
         return _log2ceil(self.cfg.act_depth)
 
-    @property
+    @cached_property
     def region_bits(self) -> int:
         """Address bits inside one region."""
         return max(
@@ -125,7 +130,7 @@ class RegMap:
             self.m_bits + self.out_word_bits,
         )
 
-    @property
+    @cached_property
     def addr_bits(self) -> int:
         return self.region_bits + 2
 
@@ -153,30 +158,54 @@ class RegMap:
         )
 
     # --- packing: what the host writes for one tile ---------------------------------
+    # Vectorised, because the host packs every tile of every matmul it runs.
 
-    def pack_weight_tile(self, codes: np.ndarray, tile: int) -> list[tuple[int, int]]:
-        """(address, word) writes that put a rows x cols ternary tile into slot `tile`."""
-        writes = []
-        two_bit = (np.asarray(codes, dtype=np.int64) & 3).astype(np.uint64)
-        for r in range(self.cfg.rows):
-            for j in range(self.weight_words):
-                word = 0
-                for i, v in enumerate(two_bit[r, j * CODES_PER_WORD : (j + 1) * CODES_PER_WORD]):
-                    word |= int(v) << (2 * i)
-                writes.append((self.weight_addr(tile, r, j), word))
-        return writes
+    def weight_words_of(self, codes: np.ndarray) -> np.ndarray:
+        """uint32 words [..., rows, weight_words] holding ternary codes [..., rows, cols]."""
+        codes = np.asarray(codes)
+        pad = self.weight_words * CODES_PER_WORD - codes.shape[-1]
+        two_bit = (codes.astype(np.int64) & 3).astype(np.uint64)
+        if pad:
+            two_bit = np.concatenate(
+                [two_bit, np.zeros(codes.shape[:-1] + (pad,), np.uint64)], axis=-1)
+        lanes = two_bit.reshape(codes.shape[:-1] + (self.weight_words, CODES_PER_WORD))
+        return (lanes << _WEIGHT_SHIFTS).sum(axis=-1).astype(np.uint32)
 
-    def pack_act_tile(self, acts: np.ndarray) -> list[tuple[int, int]]:
-        """(address, word) writes that put m x rows activations into entries 0..m-1."""
-        writes = []
-        lanes = np.asarray(acts, dtype=np.int64) & 0xFF
-        for m in range(lanes.shape[0]):
-            for j in range(self.act_words):
-                word = 0
-                for i, v in enumerate(lanes[m, j * ACTS_PER_WORD : (j + 1) * ACTS_PER_WORD]):
-                    word |= int(v) << (8 * i)
-                writes.append((self.act_addr(m, j), word))
-        return writes
+    def act_words_of(self, acts: np.ndarray) -> np.ndarray:
+        """uint32 words [..., m, act_words] holding signed activations [..., m, rows]."""
+        acts = np.asarray(acts)
+        pad = self.act_words * ACTS_PER_WORD - acts.shape[-1]
+        lanes = (acts.astype(np.int64) & 0xFF).astype(np.uint64)
+        if pad:
+            lanes = np.concatenate(
+                [lanes, np.zeros(acts.shape[:-1] + (pad,), np.uint64)], axis=-1)
+        lanes = lanes.reshape(acts.shape[:-1] + (self.act_words, ACTS_PER_WORD))
+        return (lanes << _ACT_SHIFTS).sum(axis=-1).astype(np.uint32)
+
+    def weight_addrs(self, tile: int) -> np.ndarray:
+        """Addresses of slot `tile`, in the order of weight_words_of(...).ravel()."""
+        entry = (tile << self.row_bits) | np.arange(self.cfg.rows)[:, None]
+        offs = (entry << self.weight_word_bits) | np.arange(self.weight_words)[None, :]
+        return (offs | int(Region.WEIGHT) << self.region_bits).ravel()
+
+    def act_addrs(self, m: int) -> np.ndarray:
+        """Addresses of entries 0..m-1, in the order of act_words_of(...).ravel()."""
+        offs = (np.arange(m)[:, None] << self.act_word_bits) | np.arange(self.act_words)[None, :]
+        return (offs | int(Region.ACT) << self.region_bits).ravel()
+
+    def out_addrs(self, m: int, n: int) -> np.ndarray:
+        """Addresses of the m x n output block, row-major."""
+        offs = (np.arange(m)[:, None] << self.out_word_bits) | np.arange(n)[None, :]
+        return (offs | int(Region.OUT) << self.region_bits).ravel()
+
+    def pack_weight_tile(self, codes: np.ndarray, tile: int) -> np.ndarray:
+        """[n, 2] (address, word) writes that put a rows x cols ternary tile into slot `tile`."""
+        return np.stack([self.weight_addrs(tile), self.weight_words_of(codes).ravel()], axis=1)
+
+    def pack_act_tile(self, acts: np.ndarray) -> np.ndarray:
+        """[n, 2] (address, word) writes that put m x rows activations into entries 0..m-1."""
+        words = self.act_words_of(acts).ravel()
+        return np.stack([self.act_addrs(len(acts)), words], axis=1)
 
     @staticmethod
     def to_signed(word: int, bits: int = BUS_BITS) -> int:

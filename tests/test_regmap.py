@@ -26,7 +26,7 @@ def test_weight_packing_puts_codes_where_the_pe_reads_them() -> None:
     cfg = ArrayConfig(rows=2, cols=20)
     rm = RegMap(cfg)
     codes = np.random.default_rng(0).integers(-1, 2, (2, 20))
-    writes = dict(rm.pack_weight_tile(codes, tile=1))
+    writes = dict(rm.pack_weight_tile(codes, tile=1).tolist())
     for r in range(2):
         for c in range(20):
             word = writes[rm.weight_addr(1, r, c // CODES_PER_WORD)]
@@ -40,7 +40,7 @@ def test_act_packing_is_two_complement_lanes() -> None:
     cfg = ArrayConfig(rows=6, cols=1)
     rm = RegMap(cfg)
     acts = np.array([[-128, 127, -1, 0, 5, -7]])
-    writes = dict(rm.pack_act_tile(acts))
+    writes = dict(rm.pack_act_tile(acts).tolist())
     lanes = []
     for j in range(rm.act_words):
         word = writes[rm.act_addr(0, j)]

@@ -1,0 +1,193 @@
+"""VerilatorDevice: the accelerator top compiled by Verilator into a shared library that runs
+whole host Programs in C++ (sim/cpp/device.cpp), so simulation never returns to Python per clock.
+
+Builds are cached under build/rtl/<config>_<key>_<hash of the RTL and harness sources>; a lock
+file makes concurrent builds of one configuration (pytest -n auto) wait for each other, and a
+build is assembled in a temporary folder and renamed, so an interrupted build leaves nothing
+that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.config import ArrayConfig
+from ..hdl.generate import write_unit
+from ..host.driver import DeviceError
+from .runner import default_build_root, hdl_hash
+from .toolchain import ToolchainError, ensure_verilator
+
+HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
+TOP = "tritium_top"
+LIB = "libtritium_dev.so"
+# A tile of the largest legal config finishes in far fewer cycles; a wait that runs this long
+# means the RTL hung, and the host should hear about it rather than spin forever.
+WAIT_LIMIT = 50_000_000
+
+
+class BuildError(ToolchainError):
+    pass
+
+
+def build_key() -> str:
+    h = hashlib.sha256(hdl_hash().encode())
+    h.update(HARNESS.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
+    root = root or default_build_root()
+    return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{build_key()}"
+
+
+def _run(cmd: list[str], cwd: Path, log: Path) -> None:
+    with log.open("a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise BuildError(f"{cmd[0]} failed (exit {proc.returncode}); log: {log}\n{tail}")
+
+
+def _compile(cfg: ArrayConfig, work: Path) -> None:
+    verilator = ensure_verilator()
+    root = verilator.parent.parent
+    write_unit("top", cfg, work, TOP)
+    log = work / "build.log"
+    cls = f"V{TOP}"
+    _run([str(verilator), "--cc", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+          "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--top-module", TOP,
+          "-CFLAGS", "-fPIC -O2", "--Mdir", "obj", f"{TOP}.v"], work, log)
+    obj = work / "obj"
+    include = root / "include"
+    _run(["g++", "-shared", "-fPIC", "-O2", "-std=c++17",
+          f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
+          f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}",
+          str(HARNESS), str(obj / f"{cls}__ALL.a"), str(obj / "libverilated.a"),
+          "-pthread", "-o", LIB], work, log)
+
+
+def ensure_built(cfg: ArrayConfig, root: Path | None = None) -> Path:
+    """Path of the shared library for cfg, compiling it once per configuration and source."""
+    final = build_dir(cfg, root)
+    lib = final / LIB
+    if lib.exists():
+        return lib
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if lib.exists():  # another process built it while we waited
+            return lib
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            _compile(cfg, work)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return lib
+
+
+_ERRORS = {
+    -1: "the accelerator stayed busy for more than {limit:,} cycles (RTL hang?)",
+    -2: "unknown bus operation",
+    -3: "more reads than the result buffer holds",
+}
+
+
+class VerilatorDevice:
+    """A host Device (host/driver.py) backed by the Verilated accelerator top."""
+
+    def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None) -> None:
+        self.cfg = cfg
+        self.library = ensure_built(cfg, build_root)
+        # Each device gets its own copy of the library: Verilator models keep static state per
+        # loaded image, so two devices must never share one.
+        self._tmp = tempfile.TemporaryDirectory(prefix="tritium_dev_")
+        private = Path(self._tmp.name) / LIB
+        shutil.copyfile(self.library, private)
+        lib = ctypes.CDLL(str(private), mode=os.RTLD_LOCAL)
+        vp, i64, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
+        lib.tritium_dev_new.restype = vp
+        lib.tritium_dev_free.argtypes = [vp]
+        lib.tritium_dev_cycles.argtypes = [vp]
+        lib.tritium_dev_cycles.restype = ctypes.c_uint64
+        lib.tritium_dev_error_op.argtypes = [vp]
+        lib.tritium_dev_error_op.restype = i64
+        lib.tritium_dev_execute.argtypes = [vp, ctypes.POINTER(i64), i64, ctypes.POINTER(u32),
+                                            i64, i64]
+        lib.tritium_dev_execute.restype = i64
+        lib.tritium_dev_poke.argtypes = [vp, u32, u32, ctypes.c_int, ctypes.c_int]
+        lib.tritium_dev_tick.argtypes = [vp]
+        lib.tritium_dev_rdata.argtypes = [vp]
+        lib.tritium_dev_rdata.restype = u32
+        lib.tritium_dev_busy.argtypes = [vp]
+        lib.tritium_dev_busy.restype = ctypes.c_int
+        self._lib = lib
+        self._h = lib.tritium_dev_new()
+
+    @property
+    def cycles(self) -> int:
+        """Clock cycles simulated since reset, bus traffic included."""
+        return int(self._lib.tritium_dev_cycles(self._handle()))
+
+    def _handle(self) -> int:
+        if self._h is None:
+            raise DeviceError("the Verilator device is closed")
+        return self._h
+
+    def execute(self, ops: np.ndarray) -> np.ndarray:
+        ops = np.ascontiguousarray(ops, dtype=np.int64)
+        if ops.ndim != 2 or ops.shape[1] != 3:
+            raise DeviceError(f"a program must be an [n, 3] op array, got shape {ops.shape}")
+        nreads = int(np.count_nonzero(ops[:, 0] == 2))
+        reads = np.zeros(max(nreads, 1), dtype=np.uint32)
+        got = self._lib.tritium_dev_execute(
+            self._handle(), ops.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), len(ops),
+            reads.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), nreads, WAIT_LIMIT)
+        if got < 0:
+            where = int(self._lib.tritium_dev_error_op(self._h))
+            msg = _ERRORS.get(got, f"error {got}").format(limit=WAIT_LIMIT)
+            raise DeviceError(f"Verilator device: {msg} at op {where} of {len(ops)}")
+        return reads[:got]
+
+    # --- one clock per call: only for measuring what per-cycle Python driving costs ----------
+
+    def poke(self, addr: int, wdata: int, we: int, re: int) -> None:
+        self._lib.tritium_dev_poke(self._handle(), addr, wdata, we, re)
+
+    def tick(self) -> None:
+        self._lib.tritium_dev_tick(self._handle())
+
+    def rdata(self) -> int:
+        return int(self._lib.tritium_dev_rdata(self._handle()))
+
+    def busy(self) -> bool:
+        return bool(self._lib.tritium_dev_busy(self._handle()))
+
+    def close(self) -> None:
+        if self._h is not None:
+            self._lib.tritium_dev_free(self._h)
+            self._h = None
+            self._tmp.cleanup()
+
+    def __enter__(self) -> VerilatorDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
