@@ -4,6 +4,8 @@ from .checks import InputError
 from .config import ArrayConfig, ConfigError, safe_k
 from .cycles import Events, gemm_cycles, gemm_events, tile_cycles
 from .gemm import ternary_gemm
+from .packing import pack_hf, pack_i2s, unpack_hf, unpack_i2s
+from .quant import dequantize, quantize_activations, quantize_weights
 from .tiling import Tile, plan_gemm
 
 __all__ = [
@@ -18,4 +20,11 @@ __all__ = [
     "safe_k",
     "ternary_gemm",
     "tile_cycles",
+    "dequantize",
+    "pack_hf",
+    "pack_i2s",
+    "quantize_activations",
+    "quantize_weights",
+    "unpack_hf",
+    "unpack_i2s",
 ]
