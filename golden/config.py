@@ -7,12 +7,16 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DATAFLOWS = ("ws",)
+DATAFLOWS = ("ws", "os")
 
 # The host bus is 32 bits wide; results are read one accumulator per word.
 BUS_BITS = 32
 # Field widths of the CONFIG registers (hdl/regmap.py) bound what a config may ask for.
 MAX_DIM = 255
+# The "os" dataflow's simulated DRAM (hdl/stream_top.py): one row of dram_bytes_per_cycle bytes
+# per cycle; both bounds keep its host addresses inside the 32-bit bus address.
+MAX_DRAM_BYTES_PER_CYCLE = 1024
+MAX_DRAM_WORDS = 2**24
 
 
 class ConfigError(ValueError):
@@ -41,10 +45,17 @@ class ArrayConfig:
     """Parameters of one ternary systolic accelerator.
 
     rows x cols PEs; weight-stationary ("ws") puts K on rows and N on cols and streams M.
-    weight_tiles: how many rows x cols weight tiles the weight buffer holds.
-    act_depth: activation-buffer entries = largest M one tile may stream (also output depth).
+    Output-stationary weight streaming ("os", golden/stream.py) gives each of the rows x cols
+    PEs one output column and streams ternary weights from DRAM at dram_bytes_per_cycle.
+    weight_tiles: how many rows x cols weight tiles the weight buffer holds ("ws").
+    act_depth: activation-buffer entries = largest M one tile may stream (also output depth)
+    ("ws").
     max_k: longest reduction the accelerator accumulates on chip (across K tiles); must be
     overflow-safe for acc_bits.
+    dram_bytes_per_cycle: DRAM bandwidth in bytes per accelerator clock ("os": a multiple of 4,
+    so a DRAM row holds whole 32-bit results).
+    dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
+    power of two; 0 sizes it for one pass at max_k (golden.stream.stream_dram_words).
     """
 
     rows: int = 8
@@ -56,9 +67,16 @@ class ArrayConfig:
     act_depth: int = 64
     max_k: int = 8192
     clock_mhz: float = 100.0
+    dram_bytes_per_cycle: int = 16
+    dram_words: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_depth", "max_k"):
+        # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
+        b = self.dram_bytes_per_cycle
+        if isinstance(b, float) and b.is_integer():
+            object.__setattr__(self, "dram_bytes_per_cycle", int(b))
+        for name in ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_depth", "max_k",
+                     "dram_bytes_per_cycle", "dram_words"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"ArrayConfig.{name} must be an integer, got {value!r}")
@@ -95,6 +113,31 @@ class ArrayConfig:
             )
         if not isinstance(self.clock_mhz, (int, float)) or not self.clock_mhz > 0:
             raise ConfigError(f"ArrayConfig.clock_mhz must be > 0, got {self.clock_mhz!r}")
+        self._check_dram()
+
+    def _check_dram(self) -> None:
+        b, words = self.dram_bytes_per_cycle, self.dram_words
+        if not 1 <= b <= MAX_DRAM_BYTES_PER_CYCLE:
+            raise ConfigError(f"ArrayConfig.dram_bytes_per_cycle must be in "
+                              f"1..{MAX_DRAM_BYTES_PER_CYCLE}, got {b}")
+        if words and not (16 <= words <= MAX_DRAM_WORDS and words & (words - 1) == 0):
+            raise ConfigError(f"ArrayConfig.dram_words must be 0 (sized for max_k) or a power "
+                              f"of two in 16..{MAX_DRAM_WORDS}, got {words}")
+        if self.dataflow != "os":
+            return
+        if b % 4:
+            raise ConfigError(f"ArrayConfig.dram_bytes_per_cycle must be a multiple of 4 for "
+                              f"dataflow os (a DRAM row holds whole 32-bit results), got {b}; "
+                              f"use {max(4, b - b % 4)}")
+        from .stream import min_dram_words  # stream.py imports this module
+
+        need = min_dram_words(self)
+        if words and words < need:
+            fit = 1 << (need - 1).bit_length()
+            raise ConfigError(f"ArrayConfig.dram_words={words} cannot hold one os pass at "
+                              f"max_k={self.max_k} ({need} rows of {b} bytes: weights, "
+                              f"activations and results); raise dram_words to {fit}, lower "
+                              f"max_k, or use 0 to size it automatically")
 
     @property
     def pes(self) -> int:

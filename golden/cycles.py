@@ -10,6 +10,9 @@ Total 2R + C + m - 2: SCALE-Sim v2's stall-free weight-stationary count for one 
 Events are counted where vectors enter the array: every injected vector makes each PE with a
 non-zero weight issue one add/subtract (a "MAC") and each zero-weight PE hold (a "skip").
 Padded rows and columns of edge tiles hold zero weights, so they count as skips.
+
+gemm_cycles, gemm_events and gemm_events_from_nnz follow cfg.dataflow: "os" configs are
+answered by golden/stream.py, so callers need not know the dataflow.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ def tile_events(cfg: ArrayConfig, codes: np.ndarray, m: int) -> Events:
 
 def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     """Busy cycles of a whole M x K x N GEMM (needs only the shape)."""
+    if cfg.dataflow == "os":
+        from .stream import stream_gemm_cycles
+
+        return stream_gemm_cycles(cfg, m, k, n)
     return sum(tile_cycles(cfg, t.m) for t in plan_gemm(cfg, m, k, n))
 
 
@@ -81,8 +88,13 @@ class GemmEvents(Events):
     per_tile: list[tuple[Tile, Events]] = field(default_factory=list)
 
 
-def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents:
-    """Events of an M x K x N GEMM with weights w [K, N]; MACs and skips depend on the zeros."""
+def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents | Events:
+    """Events of an M x K x N GEMM with weights w [K, N]; MACs and skips depend on the zeros.
+    ("ws" also lists the events of each tile.)"""
+    if cfg.dataflow == "os":
+        from .stream import stream_gemm_events
+
+        return stream_gemm_events(cfg, w, m)
     w = check_ternary("weights", w)
     k, n = w.shape
     total = GemmEvents()
@@ -96,6 +108,10 @@ def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents:
 def gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
     """Same totals as gemm_events, from the weight's non-zero count alone (every M chunk
     streams each of its vectors past every tile once), so runtimes need not re-tile W."""
+    if cfg.dataflow == "os":
+        from .stream import stream_gemm_events_from_nnz
+
+        return stream_gemm_events_from_nnz(cfg, m, k, n, nnz)
     tiles_per_chunk = math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
     total = Events()
     for m0 in range(0, m, cfg.act_depth):

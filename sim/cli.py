@@ -26,13 +26,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# The benches each dataflow's RTL has: "stream" is the os top's bench, driven over the same bus.
+_BENCHES = {"ws": ("pe", "array", "top"), "os": ("stream",)}
+
+
+def _units(dataflow: str, unit: str) -> tuple[str, ...]:
+    from ..cli import CliError
+
+    if unit == "all":
+        return _BENCHES[dataflow]
+    if dataflow == "os" and unit == "top":
+        return ("stream",)
+    if unit == "stream" and dataflow != "os":
+        raise CliError("--unit stream is the os dataflow's bench; add --dataflow os")
+    return (unit,)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .runner import BenchFailure, run_bench, unit_build_dir
 
     cfg = array_from_args(args)
-    units = UNITS if args.unit == "all" else (args.unit,)
+    units = _units(cfg.dataflow, args.unit)
     results = []
     bar = tqdm(units, desc="verify", unit="bench", disable=args.json or not sys.stderr.isatty())
     for unit in bar:

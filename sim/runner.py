@@ -24,7 +24,8 @@ def default_build_root() -> Path:
 
 
 # The modules Verilog generation reads; editing any other hdl/ file keeps simulator builds.
-RTL_SOURCES = ("pe.py", "array.py", "top.py", "regmap.py", "generate.py")
+RTL_SOURCES = ("pe.py", "array.py", "top.py", "regmap.py", "generate.py", "stream_top.py",
+               "stream_regmap.py")
 
 
 def hdl_hash() -> str:

@@ -20,6 +20,9 @@ _HELP = {
     "act_depth": "activation/output buffer entries (largest M per tile)",
     "max_k": "longest reduction accumulated on chip (checked against acc_bits)",
     "clock_mhz": "clock frequency in MHz",
+    "dram_bytes_per_cycle": "DRAM bandwidth in bytes per clock (os: a multiple of 4)",
+    "dram_words": "os simulated-DRAM depth in rows of dram_bytes_per_cycle bytes, a power of "
+                  "two (0: sized for one pass at max_k)",
 }
 
 

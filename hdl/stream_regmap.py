@@ -1,0 +1,234 @@
+"""Host-visible register and DRAM map of the "os" top (hdl/stream_top.py); pure Python.
+
+Same bus as hdl/regmap.py: 32-bit words, word addresses, reads return one cycle after `re`, the
+top two address bits select a region.
+
+  region 0  CSRs (StreamCsr). ID, VERSION, CONFIG0, CTRL, M_COUNT, STATUS and the 64-bit
+            counters sit where hdl/regmap.py puts them, so the same host code reads them.
+  region 1  simulated DRAM: row e (0..dram_words-1) of B = dram_bytes_per_cycle bytes, word j
+            holds bytes 4j..4j+3 of the row; rows use a power-of-two stride of words.
+  (regions 2 and 3 read as zero)
+
+Row contents, by what the engine does with them (golden/stream.py has the schedule):
+  weights   W = 4B 2-bit codes, lane i in bits 2i+1:2i (16 per word, as in hdl/regmap.py):
+            pass rows are k-major, G rows per k; row g of k holds columns g*W .. g*W+W-1 of
+            the pass, zero past its last column.
+  acts      B int8 lanes, lane i in bits 8i+7:8i: a[m, r*B + i] in row r of activation row m.
+  results   L = B/4 int32 words: row d of a pass holds its columns d*L .. d*L+L-1.
+
+The DRAM belongs to the engine while STATUS.busy: host writes are dropped, reads are undefined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+
+import numpy as np
+
+from ..golden.config import ArrayConfig, ConfigError
+from ..golden.stream import (
+    acts_per_row,
+    codes_per_row,
+    results_per_row,
+    stream_dram_words,
+    stream_groups,
+    stream_passes,
+)
+from .regmap import (
+    CODES_PER_WORD,
+    COUNTER_CSRS,
+    COUNTERS,
+    CTRL_CLEAR,
+    CTRL_START,
+    MAGIC,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    VERSION,
+    Region,
+    _log2ceil,
+)
+
+__all__ = [
+    "COUNTERS", "COUNTER_CSRS", "CTRL_CLEAR", "CTRL_START", "DATAFLOW_OS", "DATAFLOW_WS",
+    "MAGIC", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "VERSION", "StreamCsr",
+    "StreamRegMap",
+]
+
+# Read from StreamCsr.DATAFLOW. The "ws" top decodes no CSR there and reads 0.
+DATAFLOW_WS = 0
+DATAFLOW_OS = 1
+ACTS_PER_WORD = 4
+BUS_ADDR_BITS = 32
+
+_CODE_SHIFTS = (2 * np.arange(CODES_PER_WORD)).astype(np.uint64)
+_ACT_SHIFTS = (8 * np.arange(ACTS_PER_WORD)).astype(np.uint64)
+
+
+class StreamCsr(IntEnum):
+    ID = 0           # r: MAGIC
+    VERSION = 1      # r: VERSION
+    CONFIG0 = 2      # r: rows | cols << 8 | act_bits << 16 | acc_bits << 24 (as "ws")
+    CONFIG1 = 3      # r: dram_bytes_per_cycle | log2(dram rows) << 16
+    CTRL = 4         # w: bit0 start, bit2 clear counters (bit1, "ws" accumulate, is ignored)
+    M_COUNT = 5      # rw: activation rows in the next start (>= 1)
+    STATUS = 7       # r: bit0 busy, bit1 done, bit2 error (bad start)
+    CYCLES_LO = 8    # r: 64-bit counters as in hdl/regmap.py (LO latches HI)
+    CYCLES_HI = 9
+    BUSY_LO = 10
+    BUSY_HI = 11
+    MACS_LO = 12
+    MACS_HI = 13
+    SKIPS_LO = 14
+    SKIPS_HI = 15
+    TILES_LO = 16    # r: passes run (one activation row x up to P columns)
+    TILES_HI = 17
+    DATAFLOW = 18    # r: DATAFLOW_OS
+    CONFIG2 = 19     # r: max_k
+    K_COUNT = 20     # rw: reduction length K (1..max_k)
+    N_COUNT = 21     # rw: output columns N (>= 1)
+    W_BASE = 22      # rw: DRAM row of the first weight row
+    A_BASE = 23      # rw: DRAM row of the first activation row
+    O_BASE = 24      # rw: DRAM row the first result row is written to
+
+
+@dataclass(frozen=True)
+class StreamRegMap:
+    """Address arithmetic and row packing for one ArrayConfig's os top."""
+
+    cfg: ArrayConfig
+
+    def __post_init__(self) -> None:
+        if self.cfg.dram_bytes_per_cycle % 4:
+            raise ConfigError(f"ArrayConfig.dram_bytes_per_cycle must be a multiple of 4 for the "
+                              f"os top, got {self.cfg.dram_bytes_per_cycle}")
+        if self.addr_bits > BUS_ADDR_BITS:
+            raise ConfigError(f"ArrayConfig.dram_words={self.dram_words} rows of "
+                              f"{self.cfg.dram_bytes_per_cycle} bytes do not fit a "
+                              f"{BUS_ADDR_BITS}-bit bus address; lower max_k or dram_words")
+
+    @cached_property
+    def dram_words(self) -> int:
+        return stream_dram_words(self.cfg)
+
+    @cached_property
+    def dram_bits(self) -> int:
+        """Row address bits."""
+        return _log2ceil(self.dram_words)
+
+    @cached_property
+    def row_bytes(self) -> int:
+        return self.cfg.dram_bytes_per_cycle
+
+    @cached_property
+    def row_words(self) -> int:
+        """32-bit bus words per DRAM row."""
+        return self.row_bytes // 4
+
+    @cached_property
+    def word_bits(self) -> int:
+        return _log2ceil(self.row_words)
+
+    @cached_property
+    def codes_per_row(self) -> int:
+        return codes_per_row(self.cfg)
+
+    @cached_property
+    def acts_per_row(self) -> int:
+        return acts_per_row(self.cfg)
+
+    @cached_property
+    def results_per_row(self) -> int:
+        return results_per_row(self.cfg)
+
+    @cached_property
+    def region_bits(self) -> int:
+        return max(5, self.dram_bits + self.word_bits)
+
+    @cached_property
+    def addr_bits(self) -> int:
+        return self.region_bits + 2
+
+    def addr(self, region: Region, offset: int) -> int:
+        return (int(region) << self.region_bits) | offset
+
+    def csr(self, reg: StreamCsr | int) -> int:
+        return self.addr(Region.CSR, int(reg))
+
+    def dram_addr(self, row: int, word: int) -> int:
+        return self.addr(Region.WEIGHT, (row << self.word_bits) | word)
+
+    def dram_addrs(self, base: int, rows: int) -> np.ndarray:
+        """Bus addresses of DRAM rows base..base+rows-1, every word, row-major."""
+        offs = ((base + np.arange(rows, dtype=np.int64))[:, None] << self.word_bits) \
+            | np.arange(self.row_words, dtype=np.int64)[None, :]
+        return (offs | int(Region.WEIGHT) << self.region_bits).ravel()
+
+    def config_words(self) -> tuple[int, int, int]:
+        """CONFIG0, CONFIG1, CONFIG2."""
+        c = self.cfg
+        return (c.rows | c.cols << 8 | c.act_bits << 16 | c.acc_bits << 24,
+                c.dram_bytes_per_cycle | self.dram_bits << 16,
+                c.max_k)
+
+    # --- packing: DRAM rows the host writes and reads (vectorised) -------------------------
+
+    def code_rows(self, lanes: np.ndarray) -> np.ndarray:
+        """uint32 words [..., row_words] of ternary codes [..., W] (one DRAM row each)."""
+        lanes = np.asarray(lanes)
+        two_bit = (lanes.astype(np.int64) & 3).astype(np.uint64)
+        two_bit = two_bit.reshape(lanes.shape[:-1] + (self.row_words, CODES_PER_WORD))
+        return (two_bit << _CODE_SHIFTS).sum(axis=-1).astype(np.uint32)
+
+    def weight_rows(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """DRAM image of ternary w [K, N] for one activation row's passes, in stream order.
+
+        Returns (words [rows, row_words] uint32, pass_start [passes + 1]): pass p's rows are
+        words[pass_start[p] : pass_start[p + 1]], so a job of whole passes is one slice.
+        """
+        w = np.asarray(w)
+        k, n = w.shape
+        lanes = self.codes_per_row
+        blocks, starts = [], [0]
+        n0 = 0
+        for cols, count in stream_passes(self.cfg, n):
+            g = stream_groups(self.cfg, cols)
+            # Each pass's columns padded to G*W lanes, then cut k-major into G rows per k.
+            padded = np.zeros((k, count, g * lanes), dtype=np.int8)
+            padded[:, :, :cols] = w[:, n0 : n0 + count * cols].reshape(k, count, cols)
+            rows = padded.transpose(1, 0, 2).reshape(count * k * g, lanes)
+            blocks.append(self.code_rows(rows))
+            first = starts[-1]
+            starts.extend(first + k * g * (i + 1) for i in range(count))
+            n0 += count * cols
+        return np.concatenate(blocks), np.asarray(starts, dtype=np.int64)
+
+    def act_rows(self, a: np.ndarray) -> np.ndarray:
+        """uint32 words [M, ceil(K/B), row_words] of signed activations a [M, K]."""
+        a = np.asarray(a)
+        m, k = a.shape
+        per = self.acts_per_row
+        nrows = -(-k // per)
+        lanes = np.zeros((m, nrows * per), dtype=np.uint64)
+        lanes[:, :k] = (a.astype(np.int64) & 0xFF).astype(np.uint64)
+        lanes = lanes.reshape(m, nrows, self.row_words, ACTS_PER_WORD)
+        return (lanes << _ACT_SHIFTS).sum(axis=-1).astype(np.uint32)
+
+    def results_of(self, words: np.ndarray, n: int) -> np.ndarray:
+        """int32 [M, n] from one job's result rows, read back as words [M * rows * row_words]
+        (per activation row: each pass's ceil(n_p/L) rows)."""
+        words = np.asarray(words, dtype=np.uint32).view(np.int32)
+        lanes = self.results_per_row
+        out_rows = sum(count * -(-cols // lanes) for cols, count in stream_passes(self.cfg, n))
+        per_row = words.reshape(-1, out_rows * lanes)
+        cols = []
+        pos = 0
+        for width, count in stream_passes(self.cfg, n):
+            rows = -(-width // lanes)
+            block = per_row[:, pos : pos + count * rows * lanes]
+            block = block.reshape(-1, count, rows * lanes)[:, :, :width]
+            cols.append(block.reshape(-1, count * width))
+            pos += count * rows * lanes
+        return np.concatenate(cols, axis=1)

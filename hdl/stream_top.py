@@ -1,0 +1,398 @@
+"""The "os" accelerator top: outputs stationary, activations broadcast, ternary weights streamed
+from a simulated DRAM at dram_bytes_per_cycle into adder-only PEs (golden/stream.py)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import BUS_BITS, ArrayConfig
+from ..golden.stream import stream_drain_cycles, stream_groups
+from .regmap import Region
+from .stream_regmap import (
+    COUNTER_CSRS,
+    COUNTERS,
+    DATAFLOW_OS,
+    MAGIC,
+    VERSION,
+    StreamCsr,
+    StreamRegMap,
+)
+from .top import COUNTER_BITS, bus_signature
+
+# Sequencer phases while busy (golden/stream.py: load, compute, drain).
+LOAD, COMPUTE, DRAIN = 0, 1, 2
+
+
+class StreamPE(wiring.Component):
+    """Output-stationary PE: one accumulator that adds, subtracts or holds the broadcast
+    activation by a 2-bit ternary code (bit 0 "non-zero", bit 1 "negate", as TernaryPE).
+
+    `first` starts a new sum from zero on the pass's k = 0 beat, so passes need no clear cycle.
+    The accumulator holds while `en` is low, which is when the top drains it.
+    """
+
+    def __init__(self, act_bits: int, acc_bits: int) -> None:
+        super().__init__({
+            "en": In(1),
+            "first": In(1),
+            "code": In(2),
+            "act": In(signed(act_bits)),
+            "acc": Out(signed(acc_bits)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        # No reset: `first` already starts every sum from zero, and a register without a
+        # reset term depends on no top-level input, so Verilator evaluates it once per clock
+        # instead of in every input-change pass as well.
+        acc = Signal.like(self.acc, reset_less=True)
+        base = Signal.like(self.acc)
+        m.d.comb += [self.acc.eq(acc), base.eq(Mux(self.first, 0, acc))]
+        with m.If(self.en):
+            with m.If(~self.code[0]):
+                m.d.sync += acc.eq(base)
+            with m.Elif(self.code[1]):
+                m.d.sync += acc.eq(base - self.act)
+            with m.Else():
+                m.d.sync += acc.eq(base + self.act)
+        return m
+
+
+def _popcount(bits: list[Value]) -> Value:
+    """Balanced adder tree: the counters need the non-zero count of a whole DRAM row. (A SWAR
+    count of the packed row is fewer operations on paper but simulates slower in Verilator.)"""
+    if not bits:
+        return Const(0, 1)
+    level = [b.as_unsigned() for b in bits]
+    while len(level) > 1:
+        pairs = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            pairs.append(level[-1])
+        level = pairs
+    return level[0]
+
+
+class StreamAccelerator(wiring.Component):
+    """P = rows x cols StreamPEs, a simulated DRAM, an activation buffer and a sequencer.
+
+    The host writes weight and activation rows into DRAM (hdl/stream_regmap.py), sets M_COUNT,
+    K_COUNT, N_COUNT and the three base rows, then CTRL.start. The start takes exactly
+    golden.stream.stream_gemm_cycles(cfg, M, K, N) busy cycles; every busy cycle is one beat
+    that moves one DRAM row:
+      LOAD     an activation row arrives and is written into the activation buffer.
+      COMPUTE  a weight row arrives; group g's PEs (columns gW .. gW+W-1 of the pass) add,
+               subtract or hold a[m, k], read from the activation buffer in the same cycle.
+      DRAIN    L accumulators (columns dL .. dL+L-1 of the pass) are written into a DRAM row.
+    The DRAM and activation-buffer reads for a beat are issued in the beat before (by the
+    start write for the first), which is what makes the phases bubble-free.
+    Ports equal TernaryAccelerator's, so every bus-level harness drives either top.
+    """
+
+    def __init__(self, cfg: ArrayConfig) -> None:
+        self.cfg = cfg
+        self.map = StreamRegMap(cfg)
+        super().__init__({
+            "bus": In(bus_signature(self.map.addr_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, rm = self.cfg, self.map
+        bus = self.bus
+        p = cfg.pes
+        b = rm.row_bytes
+        w = rm.codes_per_row
+        lanes_out = rm.results_per_row
+        groups = stream_groups(cfg)
+        lanes = min(w, p)                       # weight lanes that reach a PE
+        last_group_size = p - (groups - 1) * w
+        drains = stream_drain_cycles(cfg)
+        act_rows = -(-cfg.max_k // b)
+
+        # --- address decode ----------------------------------------------------------------
+        region = bus.addr[rm.region_bits :]
+        offset = bus.addr[: rm.region_bits]
+        host_row = offset[rm.word_bits : rm.word_bits + rm.dram_bits]
+        host_word = offset[: rm.word_bits] if rm.word_bits else Const(0, 1)
+
+        # --- memories ------------------------------------------------------------------------
+        dram = Memory(shape=unsigned(8 * b), depth=rm.dram_words, init=[])
+        abuf = Memory(shape=unsigned(8 * b), depth=max(act_rows, 2), init=[])
+        m.submodules.dram = dram
+        m.submodules.abuf = abuf
+        dram_wr = dram.write_port(granularity=32)
+        dram_rd = dram.read_port()
+        abuf_wr = abuf.write_port()
+        # The last LOAD beat writes the row the first COMPUTE beat reads (K <= B): pass it on.
+        abuf_rd = abuf.read_port(transparent_for=(abuf_wr,))
+
+        # --- control registers ---------------------------------------------------------------
+        m_count = Signal(32)
+        k_count = Signal(32)
+        n_count = Signal(32)
+        w_base = Signal(rm.dram_bits)
+        a_base = Signal(rm.dram_bits)
+        o_base = Signal(rm.dram_bits)
+        busy = Signal()
+        done = Signal()
+        error = Signal()
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+
+        csr_we = bus.we & (region == Region.CSR)
+        ctrl_we = csr_we & (offset == StreamCsr.CTRL)
+        start_req = ctrl_we & bus.wdata[0]
+        start_ok = Signal()
+        m.d.comb += start_ok.eq(start_req & ~busy & (m_count != 0) & (k_count != 0)
+                                & (k_count <= cfg.max_k) & (n_count != 0))
+        for reg, sig in ((StreamCsr.M_COUNT, m_count), (StreamCsr.K_COUNT, k_count),
+                         (StreamCsr.N_COUNT, n_count), (StreamCsr.W_BASE, w_base),
+                         (StreamCsr.A_BASE, a_base), (StreamCsr.O_BASE, o_base)):
+            with m.If(csr_we & (offset == reg)):
+                m.d.sync += sig.eq(bus.wdata)
+
+        # --- sequencer state: what the current beat is -------------------------------------
+        phase = Signal(2)
+        rows_left = Signal(32)             # activation rows still to run, this one included
+        n_left = Signal(32)                # columns of this row still to run, this pass's too
+        load_row = Signal(range(max(act_rows, 2)))
+        loaded = Signal(range(act_rows * b + b + 1))     # activations in by this beat's end
+        k = Signal(range(max(cfg.max_k, 2)))
+        g = Signal(range(max(groups, 2)))
+        g_cols = Signal(range(groups * w + w + 1))       # pass columns covered through group g
+        k_row = Signal(range(max(act_rows, 2)))          # where a[m, k] sits in the buffer
+        k_lane = Signal(range(max(b, 2)))
+        d = Signal(range(max(drains, 2)))                # drain beat of this pass
+        d_cols = Signal(range(p + 2 * lanes_out + 1))    # pass columns drained by this beat
+        a_ptr = Signal(rm.dram_bits)       # next DRAM row of each kind to read / write
+        w_ptr = Signal(rm.dram_bits)
+        o_ptr = Signal(rm.dram_bits)
+
+        in_load = busy & (phase == LOAD)
+        in_compute = busy & (phase == COMPUTE)
+        in_drain = busy & (phase == DRAIN)
+
+        n_pass = Signal(range(p + 1))
+        m.d.comb += n_pass.eq(Mux(n_left > p, p, n_left))
+        last_load = loaded >= k_count
+        last_group = g_cols >= n_pass
+        last_k = k + 1 == k_count
+        last_drain = d_cols >= n_pass
+        last_pass = n_left <= p
+        last_row = rows_left == 1
+
+        # The kind of the next beat decides which DRAM row is read now.
+        next_load = Signal()
+        next_compute = Signal()
+        m.d.comb += [
+            next_load.eq((in_load & ~last_load)
+                         | (in_drain & last_drain & last_pass & ~last_row)),
+            next_compute.eq((in_load & last_load)
+                            | (in_compute & ~(last_group & last_k))
+                            | (in_drain & last_drain & ~last_pass)),
+        ]
+        with m.If(start_ok):
+            m.d.comb += dram_rd.addr.eq(a_base)
+        with m.Elif(next_load):
+            m.d.comb += dram_rd.addr.eq(a_ptr)
+        with m.Elif(next_compute):
+            m.d.comb += dram_rd.addr.eq(w_ptr)
+        with m.Else():
+            m.d.comb += dram_rd.addr.eq(host_row)
+        with m.If(next_load):
+            m.d.sync += a_ptr.eq(a_ptr + 1)
+        with m.If(next_compute):
+            m.d.sync += w_ptr.eq(w_ptr + 1)
+
+        # Where the next COMPUTE beat's activation sits: k = 0 of a pass unless the current
+        # beat is a compute beat that moves on to the next group or the next k.
+        nk_row = Signal.like(k_row)
+        nk_lane = Signal.like(k_lane)
+        with m.If(in_compute & ~last_group):
+            m.d.comb += [nk_row.eq(k_row), nk_lane.eq(k_lane)]
+        with m.Elif(in_compute):
+            with m.If(k_lane == b - 1):
+                m.d.comb += [nk_row.eq(k_row + 1), nk_lane.eq(0)]
+            with m.Else():
+                m.d.comb += [nk_row.eq(k_row), nk_lane.eq(k_lane + 1)]
+        m.d.comb += abuf_rd.addr.eq(nk_row)
+        with m.If(next_compute):
+            m.d.sync += [k_row.eq(nk_row), k_lane.eq(nk_lane)]
+
+        def begin_pass():
+            m.d.sync += [phase.eq(COMPUTE), k.eq(0), g.eq(0), g_cols.eq(w)]
+
+        def begin_row():
+            m.d.sync += [phase.eq(LOAD), load_row.eq(0), loaded.eq(b)]
+
+        with m.If(start_ok):
+            begin_row()
+            m.d.sync += [
+                busy.eq(1), done.eq(0), error.eq(0),
+                rows_left.eq(m_count), n_left.eq(n_count),
+                a_ptr.eq(a_base + 1), w_ptr.eq(w_base), o_ptr.eq(o_base),
+            ]
+        with m.Elif(start_req & ~busy):
+            m.d.sync += error.eq(1)
+
+        with m.If(in_load):
+            with m.If(last_load):
+                begin_pass()
+            with m.Else():
+                m.d.sync += [load_row.eq(load_row + 1), loaded.eq(loaded + b)]
+        with m.If(in_compute):
+            with m.If(~last_group):
+                m.d.sync += [g.eq(g + 1), g_cols.eq(g_cols + w)]
+            with m.Elif(~last_k):
+                m.d.sync += [k.eq(k + 1), g.eq(0), g_cols.eq(w)]
+            with m.Else():
+                m.d.sync += [phase.eq(DRAIN), d.eq(0), d_cols.eq(lanes_out)]
+        with m.If(in_drain):
+            m.d.sync += o_ptr.eq(o_ptr + 1)
+            with m.If(~last_drain):
+                m.d.sync += [d.eq(d + 1), d_cols.eq(d_cols + lanes_out)]
+            with m.Elif(~last_pass):
+                begin_pass()
+                m.d.sync += n_left.eq(n_left - p)
+            with m.Elif(~last_row):
+                begin_row()
+                m.d.sync += [rows_left.eq(rows_left - 1), n_left.eq(n_count), w_ptr.eq(w_base)]
+            with m.Else():
+                m.d.sync += [busy.eq(0), done.eq(1)]
+
+        # --- activation buffer: LOAD beats write the DRAM row that just arrived -------------
+        m.d.comb += [
+            abuf_wr.addr.eq(load_row),
+            abuf_wr.data.eq(dram_rd.data),
+            abuf_wr.en.eq(in_load),
+        ]
+        act = Signal(signed(cfg.act_bits))
+        with m.Switch(k_lane):
+            for i in range(b):
+                with m.Case(i):
+                    m.d.comb += act.eq(abuf_rd.data[8 * i : 8 * i + cfg.act_bits])
+
+        # --- PEs -----------------------------------------------------------------------------
+        wrow = dram_rd.data
+        gsel = [Signal(name=f"gsel{i}") for i in range(groups)]
+        for i, s in enumerate(gsel):
+            m.d.comb += s.eq(in_compute & (g == i))
+        pes = [StreamPE(cfg.act_bits, cfg.acc_bits) for _ in range(p)]
+        for c, pe in enumerate(pes):
+            m.submodules[f"pe_{c}"] = pe
+            lane = c % w
+            m.d.comb += [
+                pe.en.eq(gsel[c // w]),
+                pe.first.eq(k == 0),
+                pe.code.eq(wrow[2 * lane : 2 * lane + 2]),
+                pe.act.eq(act),
+            ]
+
+        # --- DRAM writes: the host while idle, the drain while busy ----------------------------
+        # Drain beat d writes the accumulators of columns d*L .. d*L+L-1. (A shift chain
+        # through the PEs needs no wide mux but doubles the Verilated model's cycle time.)
+        results = [Signal(signed(BUS_BITS), name=f"drain{j}") for j in range(lanes_out)]
+        with m.Switch(d):
+            for dd in range(drains):
+                with m.Case(dd):
+                    for j, word in enumerate(results):
+                        c = dd * lanes_out + j
+                        m.d.comb += word.eq(pes[c].acc if c < p else 0)
+        with m.If(busy):
+            m.d.comb += [
+                dram_wr.addr.eq(o_ptr),
+                dram_wr.data.eq(Cat(*results)),
+            ]
+            for j in range(rm.row_words):
+                m.d.comb += dram_wr.en[j].eq(in_drain)
+        with m.Else():
+            m.d.comb += [
+                dram_wr.addr.eq(host_row),
+                dram_wr.data.eq(Cat(*([bus.wdata] * rm.row_words))),
+            ]
+            for j in range(rm.row_words):
+                m.d.comb += dram_wr.en[j].eq(bus.we & (region == Region.WEIGHT)
+                                             & (host_word == j))
+
+        # --- performance counters --------------------------------------------------------------
+        # Lanes past P in the last group carry no PE; the host writes them as zero, but the
+        # counters must not trust that.
+        live = []
+        for j in range(lanes):
+            ok = Const(1) if j < last_group_size else (g != groups - 1)
+            live.append(wrow[2 * j] & ok)
+        nnz = Signal(range(lanes + 1))
+        m.d.comb += nnz.eq(_popcount(live))
+        group_size = Signal(range(w + 1))
+        m.d.comb += group_size.eq(Mux(g == groups - 1, last_group_size, min(w, p)))
+        # The counts reach the counters a cycle late (a drain beat always follows the last
+        # compute beat, so they are in before `done`). Registered without reset, the count
+        # depends on no top-level input, which keeps the adder tree out of Verilator's
+        # per-input-change evaluation.
+        beat_macs = Signal(range(lanes + 1), reset_less=True)
+        beat_skips = Signal(range(w + 1), reset_less=True)
+        m.d.sync += [beat_macs.eq(Mux(in_compute, nnz, 0)),
+                     beat_skips.eq(Mux(in_compute, group_size - nnz, 0))]
+
+        counters = {name: Signal(COUNTER_BITS, name=name) for name in COUNTERS}
+        clear = ctrl_we & bus.wdata[2]
+        with m.If(clear):
+            m.d.sync += [cnt.eq(0) for cnt in counters.values()]
+        with m.Else():
+            m.d.sync += [
+                counters["cycles"].eq(counters["cycles"] + 1),
+                counters["busy_cycles"].eq(counters["busy_cycles"] + busy),
+            ]
+            with m.If(in_compute & (k == 0) & (g == 0)):
+                m.d.sync += counters["tiles"].eq(counters["tiles"] + 1)
+            m.d.sync += [
+                counters["macs"].eq(counters["macs"] + beat_macs),
+                counters["zero_skips"].eq(counters["zero_skips"] + beat_skips),
+            ]
+
+        # --- bus reads ------------------------------------------------------------------------
+        csr_value = Signal(BUS_BITS)
+        hi_shadow = Signal(BUS_BITS)
+        config0, config1, config2 = rm.config_words()
+        with m.Switch(offset):
+            for reg, value in ((StreamCsr.ID, MAGIC), (StreamCsr.VERSION, VERSION),
+                               (StreamCsr.CONFIG0, config0), (StreamCsr.CONFIG1, config1),
+                               (StreamCsr.CONFIG2, config2), (StreamCsr.DATAFLOW, DATAFLOW_OS),
+                               (StreamCsr.M_COUNT, m_count), (StreamCsr.K_COUNT, k_count),
+                               (StreamCsr.N_COUNT, n_count), (StreamCsr.W_BASE, w_base),
+                               (StreamCsr.A_BASE, a_base), (StreamCsr.O_BASE, o_base),
+                               (StreamCsr.STATUS, Cat(busy, done, error))):
+                with m.Case(reg):
+                    m.d.comb += csr_value.eq(value)
+            for name, lo in zip(COUNTERS, COUNTER_CSRS, strict=True):
+                with m.Case(lo):
+                    m.d.comb += csr_value.eq(counters[name][:32])
+                with m.Case(lo + 1):
+                    m.d.comb += csr_value.eq(hi_shadow)
+
+        rd_region = Signal(2)
+        rd_word = Signal(max(rm.word_bits, 1))
+        rd_csr = Signal(BUS_BITS)
+        m.d.sync += bus.rvalid.eq(bus.re)
+        with m.If(bus.re):
+            m.d.sync += [rd_region.eq(region), rd_csr.eq(csr_value), rd_word.eq(host_word)]
+            with m.If(region == Region.CSR):
+                for name, lo in zip(COUNTERS, COUNTER_CSRS, strict=True):
+                    with m.If(offset == lo):
+                        m.d.sync += hi_shadow.eq(counters[name][32:])
+
+        dram_word = Signal(BUS_BITS)
+        with m.Switch(rd_word):
+            for j in range(rm.row_words):
+                with m.Case(j):
+                    m.d.comb += dram_word.eq(dram_rd.data[32 * j : 32 * j + 32])
+        with m.Switch(rd_region):
+            with m.Case(Region.CSR):
+                m.d.comb += bus.rdata.eq(rd_csr)
+            with m.Case(Region.WEIGHT):
+                m.d.comb += bus.rdata.eq(dram_word)
+        return m
