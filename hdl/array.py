@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -19,12 +21,19 @@ class SystolicArray(wiring.Component):
     r sees it r cycles later. The result for column c of the vector that entered at cycle t is
     on `out[c]` with `out_valid[c]` at cycle t + (R - 1) + c (golden.cycles.column_latency).
     Invalid cycles inject zeros, so bubbles never disturb a sum.
+
+    `pe` builds each PE from (act_bits, acc_bits) and takes `weight_bits` per weight; only
+    synthesis comparisons change them (mac_pe.MacPE with int8 weights).
     """
 
-    def __init__(self, cfg: ArrayConfig) -> None:
+    def __init__(self, cfg: ArrayConfig,
+                 pe: Callable[[int, int], wiring.Component] = TernaryPE,
+                 weight_bits: int = 2) -> None:
         self.cfg = cfg
+        self.pe = pe
+        self.weight_bits = weight_bits
         super().__init__({
-            "w_row": In(2 * cfg.cols),
+            "w_row": In(self.weight_bits * cfg.cols),
             "w_sel": In(range(cfg.rows)),
             "w_en": In(1),
             "act": In(data.ArrayLayout(signed(cfg.act_bits), cfg.rows)),
@@ -39,12 +48,13 @@ class SystolicArray(wiring.Component):
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
 
-        pes = [[TernaryPE(cfg.act_bits, cfg.acc_bits) for _ in range(cols)] for _ in range(rows)]
+        wb = self.weight_bits
+        pes = [[self.pe(cfg.act_bits, cfg.acc_bits) for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
                 m.d.comb += [
-                    pe.w_in.eq(self.w_row[2 * c : 2 * c + 2]),
+                    pe.w_in.eq(self.w_row[wb * c : wb * c + wb]),
                     pe.w_load.eq(self.w_en & (self.w_sel == r)),
                 ]
 
@@ -78,5 +88,8 @@ class SystolicArray(wiring.Component):
 
         # Non-zero codes in the incoming weight row, so the top can count MACs and skips
         # without a counter per PE.
-        m.d.comb += self.nnz_row.eq(sum(self.w_row[2 * c] for c in range(cols)))
+        # (Bit 0 of a ternary code is its non-zero flag; a wider weight is non-zero if any bit is.)
+        nonzero = [self.w_row[2 * c] if wb == 2 else self.w_row[wb * c : wb * c + wb].any()
+                   for c in range(cols)]
+        m.d.comb += self.nnz_row.eq(sum(nonzero))
         return m

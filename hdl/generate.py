@@ -10,18 +10,38 @@ from amaranth.lib import wiring
 
 from ..golden.config import ArrayConfig
 from .array import SystolicArray
+from .mac_pe import MacPE
 from .pe import TernaryPE
 from .regmap import RegMap
+from .stream_regmap import StreamRegMap
+from .stream_top import StreamAccelerator
 from .top import TernaryAccelerator
 
-UNITS = ("pe", "array", "top")
+# "top" is the accelerator of cfg.dataflow; "stream" is always the os top (its own bench).
+UNITS = ("pe", "array", "top", "stream")
+# "mac" is the int8 x int8 multiply-accumulate baseline, built for area/Fmax comparison only.
+PES = ("ternary", "mac")
+MAC_WEIGHT_BITS = 8
 
 
-def make_unit(unit: str, cfg: ArrayConfig) -> wiring.Component:
+def make_unit(unit: str, cfg: ArrayConfig, pe: str = "ternary") -> wiring.Component:
+    if pe not in PES:
+        raise ValueError(f"unknown PE {pe!r}; expected one of {', '.join(PES)}")
+    if pe == "mac":
+        if unit == "pe":
+            return MacPE(cfg.act_bits, cfg.acc_bits, MAC_WEIGHT_BITS)
+        if unit == "array":
+            return SystolicArray(cfg, pe=MacPE, weight_bits=MAC_WEIGHT_BITS)
+        if unit in ("top", "stream"):
+            # The top's weight buffer, register map and host packing hold 2-bit codes.
+            raise ValueError("the int8 MAC baseline exists as unit 'pe' or 'array' only; "
+                             "the accelerator top stores 2-bit ternary weights")
     if unit == "pe":
         return TernaryPE(cfg.act_bits, cfg.acc_bits)
     if unit == "array":
         return SystolicArray(cfg)
+    if unit == "top" and cfg.dataflow == "os" or unit == "stream":
+        return StreamAccelerator(cfg)
     if unit == "top":
         return TernaryAccelerator(cfg)
     raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
@@ -32,7 +52,8 @@ def to_verilog(component: wiring.Component, name: str) -> str:
 
 
 def manifest(cfg: ArrayConfig, unit: str, name: str) -> dict:
-    rm = RegMap(cfg)
+    os_top = unit == "stream" or unit == "top" and cfg.dataflow == "os"
+    rm = StreamRegMap(cfg) if os_top else RegMap(cfg)
     return {
         "tritium_unit": unit,
         "top": name,
@@ -42,7 +63,8 @@ def manifest(cfg: ArrayConfig, unit: str, name: str) -> dict:
     }
 
 
-def write_unit(unit: str, cfg: ArrayConfig, out_dir: Path, name: str | None = None) -> Path:
+def write_unit(unit: str, cfg: ArrayConfig, out_dir: Path, name: str | None = None,
+               pe: str = "ternary") -> Path:
     """Write <name>.v and <name>.json into out_dir; returns the Verilog path.
 
     Files are written to temporaries and renamed, so an interrupted run leaves no half file.
@@ -50,10 +72,13 @@ def write_unit(unit: str, cfg: ArrayConfig, out_dir: Path, name: str | None = No
     name = name or f"tritium_{unit}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = to_verilog(make_unit(unit, cfg), name)
+    text = to_verilog(make_unit(unit, cfg, pe), name)
+    info = manifest(cfg, unit, name)
+    if pe != "ternary":
+        info["pe"] = pe
     files = {
         out_dir / f"{name}.v": text,
-        out_dir / f"{name}.json": json.dumps(manifest(cfg, unit, name), indent=2) + "\n",
+        out_dir / f"{name}.json": json.dumps(info, indent=2) + "\n",
     }
     for path, content in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
