@@ -13,13 +13,16 @@ same host driver:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
 from tritium.golden import ArrayConfig, ternary_gemm
-from tritium.host.driver import OP_READ, OP_WAIT, OP_WRITE, Accelerator
+from tritium.host.driver import OP_READ, OP_WAIT, OP_WRITE
+from tritium.host.stream_driver import accelerator_for
 from tritium.sim.verilated import VerilatorDevice
 
 
@@ -58,7 +61,7 @@ def measure(cfg: ArrayConfig, m: int, k: int, n: int, per_clock: bool) -> tuple[
     a = rng.integers(-128, 128, (m, k))
     w = rng.integers(-1, 2, (k, n))
     dev = VerilatorDevice(cfg)
-    acc = Accelerator(PerClockDevice(dev) if per_clock else dev, cfg)
+    acc = accelerator_for(PerClockDevice(dev) if per_clock else dev, cfg)
     packed = acc.pack(w)
     acc.gemm(a[:1], packed)  # warm up
     c0, t0 = dev.cycles, time.perf_counter()
@@ -75,16 +78,23 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=8)
     p.add_argument("--cols", type=int, default=8)
     args = p.parse_args()
-    cfg = ArrayConfig(rows=args.rows, cols=args.cols, act_depth=64)
-    shapes = {"prefill 64x512x256": (64, 512, 256), "decode 1x2560x2560": (1, 2560, 2560),
-              "decode 1x2560x6912 (FFN up)": (1, 2560, 6912)}
-    print(f"machine: {platform.processor() or platform.machine()}, "
+    ws = ArrayConfig(rows=args.rows, cols=args.cols, act_depth=64)
+    os_ = ArrayConfig(rows=args.rows, cols=args.cols, dataflow="os", dram_bytes_per_cycle=16)
+    shapes = {"ws prefill 64x512x256": (ws, 64, 512, 256),
+              "ws decode 1x2560x2560": (ws, 1, 2560, 2560),
+              "os decode 1x2560x2560": (os_, 1, 2560, 2560),
+              "os decode 1x2560x6912 (FFN up)": (os_, 1, 2560, 6912)}
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in info
+                if line.startswith("model name")), platform.machine())
+    print(f"machine: {cpu}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()}, one core")
-    print(f"array: {cfg.rows}x{cfg.cols}, act_depth {cfg.act_depth}\n")
+    print(f"array: {args.rows}x{args.cols}; ws act_depth {ws.act_depth}, "
+          f"os {os_.dram_bytes_per_cycle} DRAM bytes/cycle\n")
     print("| GEMM (MxKxN) | simulated cycles | tritium cycles/s | per-clock Python cycles/s "
           "| speed-up |")
     print("|---|---:|---:|---:|---:|")
-    for label, (m, k, n) in shapes.items():
+    for label, (cfg, m, k, n) in shapes.items():
         fast, cycles = measure(cfg, m, k, n, per_clock=False)
         # The baseline is slow: time it on a slice of N with the same per-tile structure.
         slow, _ = measure(cfg, m, k, min(n, 4 * cfg.cols), per_clock=True)

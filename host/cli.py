@@ -1,0 +1,188 @@
+"""`tritium run`: generate tokens from a BitNet checkpoint on a backend and report per layer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cliutil import add_array_args, array_from_args, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a BitNet b1.58 checkpoint with every ternary matmul on a backend",
+        description="Load a Hugging Face BitNet b1.58 checkpoint folder (config.json + "
+        "*.safetensors), generate tokens greedily with every BitLinear matmul on the chosen "
+        "backend (golden: NumPy; rtl: the Verilator-simulated accelerator), and print the "
+        "result and a per-layer report of tiles, cycles, MACs and zero-weight skips.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", metavar="TEXT",
+                     help="prompt text (needs tokenizer.json in the model folder)")
+    src.add_argument("--tokens", metavar="IDS", help="prompt token ids, e.g. 1,2,3")
+    p.add_argument("--max-new-tokens", type=int, default=8, metavar="N",
+                   help="tokens to generate (default: 8)")
+    p.add_argument("--backend", default="golden", metavar="NAME",
+                   help="golden, rtl or board (default: golden)")
+    p.add_argument("--port", metavar="DEV",
+                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
+    p.add_argument("--baud", type=int, default=115200,
+                   help="serial baud rate for backend board (default: 115200)")
+    p.add_argument("--no-eos", action="store_true",
+                   help="keep generating past an end-of-sequence token")
+    add_array_args(p, rows=4, cols=4)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)
+
+
+def _parse_tokens(text: str) -> list[int]:
+    from ..cli import CliError
+
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise CliError(f"--tokens must be comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise CliError("--tokens is empty: give at least one token id")
+    return ids
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    # disable=None: tqdm draws only on a terminal, so logs and pipes get no bar noise
+    return tqdm(total=total, desc=desc, unit="tok" if desc == "generate" else "layer",
+                file=sys.stderr, disable=None if enabled else True, leave=False,
+                dynamic_ncols=True)
+
+
+def _fmt(n: int | float) -> str:
+    return f"{n:,}" if isinstance(n, int) else f"{n:.3f}"
+
+
+_COLS = ["calls", "tiles", "cycles", "macs", "zero_skips", "seconds"]
+_HEAD = ["calls", "tiles", "cycles", "MACs", "zero skips", "backend s"]
+
+
+def _table(first: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
+    cells = [[name] + [_fmt(d[c]) if c in d else "-" for c in _COLS] for name, d in rows]
+    head = [first, *_HEAD]
+    widths = [max(len(r[i]) for r in [head, *cells]) for i in range(len(head))]
+    def line(r: list[str]) -> str:
+        return "  ".join([r[0].ljust(widths[0])]
+                         + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)])
+
+    lines = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in cells]
+    return "\n".join(lines)
+
+
+def report_table(stats: dict[str, Any]) -> str:
+    """Per-layer table (rows: layers, then the total) from ModelStats.as_dict()."""
+    rows = [(str(layer["layer"]), layer["total"]) for layer in stats["layers"]]
+    return _table("layer", [*rows, ("total", stats["total"])])
+
+
+def projection_table(stats: dict[str, Any]) -> str:
+    """The same counts per projection, summed over the layers."""
+    sums: dict[str, dict[str, Any]] = {}
+    for layer in stats["layers"]:
+        for proj, d in layer["projections"].items():
+            acc = sums.setdefault(proj, {})
+            for c in _COLS:
+                if c in d:
+                    acc[c] = acc.get(c, 0) + d[c]
+    return _table("projection", list(sums.items()))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .backends import backend_names
+    from .model import BitNetModel
+
+    if args.backend not in backend_names():
+        raise CliError(f"unknown backend {args.backend!r}; known backends: "
+                       f"{', '.join(backend_names())}")
+    if args.max_new_tokens < 0:
+        raise CliError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    model_dir = Path(args.model)
+    if args.prompt is not None:
+        if args.prompt == "":
+            raise CliError("--prompt is empty")
+        if not (model_dir / "tokenizer.json").is_file():
+            raise CliError(f"--prompt needs {model_dir / 'tokenizer.json'}, which does not "
+                           "exist; give token ids with --tokens instead")
+    prompt_ids = _parse_tokens(args.tokens) if args.tokens is not None else None
+    cfg = array_from_args(args)
+    opts: dict[str, Any] = {}
+    if args.backend == "board":
+        if not args.port:
+            raise CliError("--backend board needs --port, the board's serial device")
+        # The board reports its own array in its identification frame; run on that one.
+        cfg, opts = None, {"port": args.port, "baud": args.baud}
+    show = not args.json
+
+    if args.backend == "rtl" and show:
+        print(f"rtl: building (or reusing) the Verilator model of {cfg.name()} ...",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    with _bar(0, "load", show) as bar:
+        def loaded(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(1)
+
+        try:
+            model = BitNetModel.from_pretrained(model_dir, backend=args.backend, array=cfg,
+                                                progress=loaded, **opts)
+        except RuntimeError as exc:   # the simulator's build or device (ToolchainError, ...)
+            raise CliError(f"backend {args.backend!r} failed: {exc}") from None
+    load_s = time.perf_counter() - t0
+    with model:
+        ids = prompt_ids if prompt_ids is not None else model.encode(args.prompt)
+        t1 = time.perf_counter()
+        with _bar(args.max_new_tokens, "generate", show) as bar:
+            new = model.generate(ids, args.max_new_tokens, stop_at_eos=not args.no_eos,
+                                 on_token=lambda _t: bar.update(1))
+        gen_s = time.perf_counter() - t1
+        text = model.decode(new) if model.tokenizer is not None else None
+        prompt_text = model.decode(ids) if model.tokenizer is not None else None
+        stats = model.stats.as_dict()
+        mcfg = model.config
+        cfg = model.backend.array   # the board's own array when the board chose it
+
+    result = {
+        "model": str(model_dir),
+        "config": {"layers": mcfg.num_hidden_layers, "hidden": mcfg.hidden_size,
+                   "intermediate": mcfg.intermediate_size, "heads": mcfg.num_attention_heads,
+                   "kv_heads": mcfg.num_key_value_heads, "vocab": mcfg.vocab_size},
+        "backend": args.backend,
+        "array": cfg.to_dict(),
+        "prompt_tokens": [int(i) for i in ids],
+        "new_tokens": new,
+        "prompt_text": prompt_text,
+        "text": text,
+        "seconds": {"load": round(load_s, 3), "generate": round(gen_s, 3)},
+        "stats": stats,
+    }
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"model   {model_dir}: {mcfg.num_hidden_layers} layers, hidden {mcfg.hidden_size}, "
+          f"vocab {mcfg.vocab_size}")
+    print(f"backend {args.backend} on {cfg.name()} ({cfg.rows}x{cfg.cols} PEs)")
+    if text is not None:
+        print(f"prompt  {prompt_text!r} ({len(ids)} tokens)")
+        print(f"output  {text!r}")
+    print(f"tokens  {', '.join(map(str, ids))} -> {', '.join(map(str, new))}")
+    rate = len(new) / gen_s if gen_s > 0 else float("inf")
+    print(f"time    load {load_s:.2f} s, generate {gen_s:.2f} s ({rate:.2f} tokens/s); "
+          f"backend {stats['backend_seconds']:.2f} s, CPU ops {stats['cpu_seconds']:.2f} s")
+    print()
+    print(report_table(stats))
+    print()
+    print(projection_table(stats))
+    return 0
