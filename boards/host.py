@@ -1,0 +1,253 @@
+"""BoardDevice: a host Device (host/driver.py) that runs Programs on a board over a serial link.
+
+The same code drives a real board (/dev/ttyUSB1) and the simulated board top behind a
+pseudo-terminal (sim/board_sim.py PtyBoard). It speaks boards/protocol.py:
+
+- on open it sends IDENT and checks the link protocol version, the accelerator's ID and
+  register-map VERSION, and its array configuration against the one the host expects;
+- execute() splits a Program into frames that fit the device's buffers (sizes from IDENT);
+- each frame is retransmitted, with the same sequence number, after a timeout or a corrupted
+  answer; the device answers a repeated sequence number from its cache, so writes never run
+  twice. After `retries` retransmissions it raises DeviceError. A response is accepted only
+  with a good CRC, the protocol version, the request's type and sequence number, and the
+  number of words the frame's reads ask for: never a wrong result.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..golden.config import ArrayConfig, safe_k
+from ..hdl import regmap
+from ..hdl.regmap import RegMap
+from ..host.driver import DeviceError
+from . import protocol as P
+
+DEFAULT_BAUD = 115_200
+
+
+@dataclass
+class LinkStats:
+    frames: int = 0          # requests answered
+    retransmits: int = 0
+    timeouts: int = 0
+    bad_frames: int = 0      # responses dropped for a bad CRC, escape or layout
+    stale: int = 0           # good responses to an earlier request (old sequence number)
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """What IDENT told the host."""
+
+    req_bytes: int
+    max_reads: int
+    ident: int
+    version: int
+    config0: int
+    config1: int
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.req_bytes - P.HEADER_BYTES - P.CRC_BYTES
+
+
+def config_from_words(config0: int, config1: int) -> ArrayConfig:
+    """The ArrayConfig a device's CONFIG0/CONFIG1 words describe (host-side fields defaulted)."""
+    act_bits, acc_bits = config0 >> 16 & 0xFF, config0 >> 24 & 0xFF
+    base = ArrayConfig()
+    return ArrayConfig(rows=config0 & 0xFF, cols=config0 >> 8 & 0xFF, act_bits=act_bits,
+                       acc_bits=acc_bits, act_depth=config1 & 0xFFFF,
+                       weight_tiles=config1 >> 16 & 0xFFFF,
+                       max_k=min(base.max_k, safe_k(act_bits, acc_bits)))
+
+
+def _describe(config0: int, config1: int) -> str:
+    return (f"{config0 & 0xFF}x{config0 >> 8 & 0xFF} array, act_bits={config0 >> 16 & 0xFF}, "
+            f"acc_bits={config0 >> 24 & 0xFF}, act_depth={config1 & 0xFFFF}, "
+            f"weight_tiles={config1 >> 16 & 0xFFFF}")
+
+
+def open_serial(port: str, baud: int):
+    """Open `port` exclusively; a missing, busy or forbidden port raises DeviceError naming it."""
+    import serial
+
+    try:
+        ser = serial.Serial(port, baud, timeout=0, write_timeout=5, exclusive=True)
+    except serial.SerialException as exc:
+        text = str(exc)
+        if "No such file" in text or "Errno 2" in text:
+            hint = "no such device (is the board plugged in? try --port with another path)"
+        elif "exclusively lock" in text or "Resource temporarily unavailable" in text:
+            hint = "the port is busy: another program has it open"
+        elif "Permission denied" in text or "Errno 13" in text:
+            hint = "permission denied (on Linux, add yourself to the 'dialout' group)"
+        else:
+            hint = text
+        raise DeviceError(f"cannot open serial port {port}: {hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise DeviceError(f"cannot open serial port {port}: {exc}") from exc
+    return ser
+
+
+class BoardDevice:
+    """The accelerator on a board, behind a serial port (a host Device)."""
+
+    def __init__(self, port: str, cfg: ArrayConfig | None = None, *, baud: int = DEFAULT_BAUD,
+                 timeout: float = 1.0, retries: int = 5) -> None:
+        """port: serial device path. cfg: the array the host expects; None takes the device's
+        (read from IDENT). timeout: seconds to wait for an answer beyond the time the bytes take
+        on the wire at `baud`. retries: retransmissions of one frame before giving up."""
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.port = port
+        self.baud = baud
+        self.timeout = timeout
+        self.retries = retries
+        self.stats = LinkStats()
+        self._seq = secrets.randbelow(1 << 16)
+        self._decoder = P.SlipDecoder()
+        self._ser = open_serial(port, baud)
+        try:
+            self._ser.reset_input_buffer()
+            # Close whatever partial frame the device may hold from an earlier session.
+            self._ser.write(bytes([P.END]))
+            self.link = self._identify()
+            self.cfg = self._check_config(cfg)
+        except BaseException:
+            self._ser.close()
+            raise
+
+    # --- identification ---------------------------------------------------------------------
+
+    def _identify(self) -> LinkInfo:
+        words = self._transact(P.FrameType.IDENT, b"", nwords=5)
+        params, ident, version, c0, c1 = words
+        info = LinkInfo(req_bytes=params >> 16, max_reads=params & 0xFFFF, ident=ident,
+                        version=version, config0=c0, config1=c1)
+        if ident != regmap.MAGIC:
+            raise DeviceError(f"the device on {self.port} reports ID {ident:#010x}, expected "
+                              f"{regmap.MAGIC:#010x}: it is not a tritium accelerator")
+        if version != regmap.VERSION:
+            raise DeviceError(f"the accelerator on {self.port} has register-map version "
+                              f"{version}; this host speaks {regmap.VERSION}")
+        if info.payload_bytes < P.OP_BYTES[P.OP_WRITE] or info.max_reads < 1:
+            raise DeviceError(f"the device on {self.port} reports unusable link buffers "
+                              f"({info.req_bytes} request bytes, {info.max_reads} reads)")
+        return info
+
+    def _check_config(self, cfg: ArrayConfig | None) -> ArrayConfig:
+        c0, c1 = self.link.config0, self.link.config1
+        if cfg is None:
+            return config_from_words(c0, c1)
+        want = RegMap(cfg).config_words()
+        if (c0, c1) != want:
+            raise DeviceError(
+                f"the board on {self.port} was built for a {_describe(c0, c1)}; the host "
+                f"expects a {_describe(*want)} ({cfg.name()}): rebuild and flash the board "
+                f"with these options, or run with the board's configuration")
+        return cfg
+
+    # --- the Device interface ----------------------------------------------------------------
+
+    def execute(self, ops: np.ndarray) -> np.ndarray:
+        ops = np.asarray(ops, dtype=np.int64).reshape(-1, 3)
+        out: list[int] = []
+        for start, end in P.split_ops(ops, self.link.payload_bytes, self.link.max_reads):
+            chunk = ops[start:end]
+            nreads = int(np.count_nonzero(chunk[:, 0] == P.OP_READ))
+            out.extend(self._transact(P.FrameType.EXEC, P.encode_ops(chunk), nwords=nreads))
+        return np.array(out, dtype=np.uint32)
+
+    def close(self) -> None:
+        if self._ser is not None:
+            self._ser.close()
+            self._ser = None
+
+    def __enter__(self) -> BoardDevice:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- one request, with retransmission ------------------------------------------------------
+
+    def _transact(self, ftype: P.FrameType, payload: bytes, nwords: int) -> tuple[int, ...]:
+        if self._ser is None:
+            raise DeviceError(f"the board on {self.port} is closed")
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq = self._seq
+        wire = P.slip_encode(P.request(ftype, seq, payload))
+        # Bytes on the wire both ways (escapes at most double the answer), 10 bits per byte.
+        answer_bytes = 2 * (P.RESP_HEADER_BYTES + 4 * nwords + P.CRC_BYTES) + 2
+        wait = self.timeout + (len(wire) + answer_bytes) * 10 / self.baud
+        problems: list[str] = []
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retransmits += 1
+            try:
+                self._ser.write(wire)
+                self._ser.flush()
+            except Exception as exc:  # noqa: BLE001 - pyserial raises several unrelated types
+                raise DeviceError(f"writing to serial port {self.port} failed: {exc}") from exc
+            words, problem = self._await(ftype, seq, nwords, time.monotonic() + wait)
+            if words is not None:
+                self.stats.frames += 1
+                return words
+            problems.append(problem)
+        summary = ", ".join(f"{problems.count(p)} x {p}" for p in dict.fromkeys(problems))
+        raise DeviceError(
+            f"no valid answer from the board on {self.port} to {ftype.name} frame {seq} after "
+            f"{self.retries + 1} attempts ({summary}); check the cable, the baud rate "
+            f"({self.baud}) and that the board is programmed with a tritium bitstream")
+
+    def _await(self, ftype: int, seq: int, nwords: int,
+               deadline: float) -> tuple[tuple[int, ...] | None, str]:
+        """Read until the answer to (ftype, seq) arrives, a corrupted frame does (the device
+        has then finished answering, so retransmitting at once beats waiting), or the deadline."""
+        ser = self._ser
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stats.timeouts += 1
+                return None, "timeout"
+            ser.timeout = min(left, 0.05)
+            try:
+                data = ser.read(max(1, ser.in_waiting))
+            except Exception as exc:  # noqa: BLE001
+                raise DeviceError(f"reading serial port {self.port} failed: {exc}") from exc
+            bad_before = self._decoder.bad
+            frames = self._decoder.feed(data)
+            if self._decoder.bad != bad_before:
+                self.stats.bad_frames += self._decoder.bad - bad_before
+                return None, "corrupted answer"
+            for frame in frames:
+                try:
+                    resp = P.parse_response(frame)
+                except P.ProtocolError:
+                    self.stats.bad_frames += 1
+                    return None, "corrupted answer"
+                if resp.version != P.PROTOCOL_VERSION:
+                    raise DeviceError(
+                        f"the board on {self.port} speaks link protocol version "
+                        f"{resp.version}; this host speaks {P.PROTOCOL_VERSION}: update tritium "
+                        "or rebuild the bitstream with this version")
+                if resp.seq != seq or resp.ftype != ftype:
+                    self.stats.stale += 1
+                    continue
+                if resp.status != P.Status.OK:
+                    try:
+                        name = P.Status(resp.status).name
+                    except ValueError:
+                        name = f"status {resp.status}"
+                    raise DeviceError(f"the board on {self.port} refused {ftype.name} frame "
+                                      f"{seq}: {name}")
+                if len(resp.words) != nwords:
+                    raise DeviceError(f"the board on {self.port} answered {len(resp.words)} "
+                                      f"words to {ftype.name} frame {seq}, expected {nwords}")
+                return resp.words, ""

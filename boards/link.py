@@ -1,0 +1,392 @@
+"""The device side of the host link in Amaranth: boards/protocol.py (the golden) in hardware.
+
+LinkController sits between the UART byte streams and the accelerator's bus. It buffers a whole
+request frame before acting on it, because the CRC comes last and a frame must never run
+a single write unless all of it arrived intact. An EXEC frame is then walked twice: a dry pass
+that checks every op is well formed and counts reads against the response buffer, and a live
+pass that drives the bus. Only a frame that passes the dry pass touches the accelerator, so a
+malformed frame answers an error with nothing run.
+
+The response is built in a word buffer and kept there: a retransmitted EXEC (same seq and type
+as the last good frame) is answered from it without running anything again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import ArrayConfig
+from ..hdl.regmap import Csr, RegMap
+from ..hdl.top import bus_signature
+from . import protocol as P
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """Buffer sizes of the device side, reported to the host in the IDENT response.
+
+    req_bytes: the request buffer, a whole unstuffed frame (header, ops, CRC); a longer frame is
+    dropped. max_reads: response buffer words, the most reads one EXEC frame may carry.
+    The defaults fill two 4 kbit iCE40 block RAMs each: small next to the accelerator's buffers.
+    """
+
+    req_bytes: int = 1024
+    max_reads: int = 256
+
+    def __post_init__(self) -> None:
+        if not P.HEADER_BYTES + P.CRC_BYTES + 7 <= self.req_bytes <= 0xFFFF:
+            raise ValueError(f"LinkParams.req_bytes must be in {P.HEADER_BYTES + P.CRC_BYTES + 7}"
+                             f"..65535 (room for one write op), got {self.req_bytes}")
+        if not 1 <= self.max_reads <= 0xFFFF:
+            raise ValueError(f"LinkParams.max_reads must be in 1..65535, got {self.max_reads}")
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.req_bytes - P.HEADER_BYTES - P.CRC_BYTES
+
+
+def _crc16_taps() -> list[tuple[list[int], list[int]]]:
+    """For each bit of the next CRC, the CRC bits and byte bits whose XOR it is.
+
+    One CRC step is linear over GF(2) in (crc, byte), so feeding unit vectors through the
+    Python reference finds the taps; the hardware is then one XOR tree per bit instead of eight
+    chained shift stages.
+    """
+    def step(crc: int, byte: int) -> int:
+        return P.crc16([byte], crc)
+
+    taps = []
+    for j in range(16):
+        c_bits = [i for i in range(16) if step(1 << i, 0) >> j & 1]
+        b_bits = [i for i in range(8) if step(0, 1 << i) >> j & 1]
+        taps.append((c_bits, b_bits))
+    return taps
+
+
+_CRC_TAPS = _crc16_taps()
+
+
+def crc16_step(crc, byte):
+    """CRC-16/CCITT-FALSE after one more byte, as combinational logic."""
+    bits = []
+    for c_bits, b_bits in _CRC_TAPS:
+        terms = [crc[i] for i in c_bits] + [byte[i] for i in b_bits]
+        x = terms[0]
+        for t in terms[1:]:
+            x = x ^ t
+        bits.append(x)
+    return Cat(*bits)
+
+
+# What the transmit side hands the SLIP encoder: a data byte, or a raw END delimiter.
+TxSymbol = data.StructLayout({"byte": 8, "end": 1})
+
+
+class SlipEncoder(wiring.Component):
+    """Escapes END and ESC data bytes into two-byte sequences; passes `end` symbols as a raw END.
+
+    The input symbol is consumed together with the ESC, and the escape code goes out next, so
+    the producer never has to hold a byte for two output cycles.
+    """
+
+    def __init__(self) -> None:
+        super().__init__({
+            "i": In(stream.Signature(TxSymbol)),
+            "o": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        second = Signal()
+        code = Signal(8)
+        sym = self.i.payload
+        special = (sym.byte == P.END) | (sym.byte == P.ESC)
+        with m.If(second):
+            m.d.comb += [self.o.payload.eq(code), self.o.valid.eq(1)]
+            with m.If(self.o.ready):
+                m.d.sync += second.eq(0)
+        with m.Else():
+            m.d.comb += [
+                self.o.valid.eq(self.i.valid),
+                self.i.ready.eq(self.o.ready),
+                self.o.payload.eq(Mux(sym.end, P.END, Mux(special, P.ESC, sym.byte))),
+            ]
+            with m.If(self.i.valid & self.o.ready & ~sym.end & special):
+                m.d.sync += [second.eq(1),
+                             code.eq(Mux(sym.byte == P.END, P.ESC_END, P.ESC_ESC))]
+        return m
+
+
+class LinkController(wiring.Component):
+    """Receives SLIP frames from `rx`, runs them on `bus`, answers on `tx` (boards/PROTOCOL.md).
+
+    `rx_error` (the UART's framing error) spoils the frame being received. Bytes that arrive
+    while a frame is being run or answered are lost; losing any byte other than END spoils the
+    frame it belongs to, so the device resynchronises at the next END whatever it missed.
+    `frames` toggles for each good frame (a board shows it on an LED).
+    """
+
+    def __init__(self, cfg: ArrayConfig, params: LinkParams | None = None) -> None:
+        self.cfg = cfg
+        self.params = params or LinkParams()
+        self.map = RegMap(cfg)
+        if self.map.addr_bits > P.ADDR_BITS:
+            raise ValueError(
+                f"the {cfg.name()} register map needs {self.map.addr_bits} address bits; the "
+                f"link carries {P.ADDR_BITS} (lower act_depth or weight_tiles)")
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_error": In(1),
+            "tx": Out(stream.Signature(8)),
+            "bus": Out(bus_signature(self.map.addr_bits)),
+            "acc_busy": In(1),
+            "frames": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        prm = self.params
+        bus = self.bus
+        resp_depth = max(prm.max_reads, 5)   # IDENT answers 5 words
+
+        req_mem = Memory(shape=unsigned(8), depth=prm.req_bytes, init=[])
+        resp_mem = Memory(shape=unsigned(32), depth=resp_depth, init=[])
+        m.submodules.req_mem = req_mem
+        m.submodules.resp_mem = resp_mem
+        req_wr = req_mem.write_port()
+        req_rd = req_mem.read_port()
+        resp_wr = resp_mem.write_port()
+        resp_rd = resp_mem.read_port()
+
+        # --- receive: SLIP decode, CRC, header capture --------------------------------------
+        in_recv = Signal()          # the main FSM is waiting for a frame
+        count = Signal(range(prm.req_bytes + 1))
+        esc = Signal()
+        broken = Signal()           # bad escape, overflow, UART framing error or a lost byte
+        crc = Signal(16, init=0xFFFF)
+        hdr = Signal(P.HEADER_BYTES * 8)   # version, type, seq; byte 0 in the top bits
+        frame_len = Signal(range(prm.req_bytes + 1))
+        frame_ok = Signal()         # comb: an END just completed a frame worth answering
+
+        rx_byte = self.rx.payload
+        m.d.comb += self.rx.ready.eq(1)
+        decoded = Signal(8)
+        m.d.comb += decoded.eq(Mux(rx_byte == P.ESC_END, P.END, P.ESC))
+        new_frame = [count.eq(0), esc.eq(0), broken.eq(0), crc.eq(0xFFFF)]
+
+        with m.If(self.rx.valid):
+            with m.If(rx_byte == P.END):
+                m.d.sync += new_frame
+                with m.If(in_recv & ~broken & (count >= P.HEADER_BYTES + P.CRC_BYTES)
+                          & (crc == 0)):
+                    m.d.comb += frame_ok.eq(1)
+                    m.d.sync += frame_len.eq(count)
+            with m.Elif(~in_recv):
+                m.d.sync += broken.eq(1)         # a byte lost while busy spoils its frame
+            with m.Elif(esc | (rx_byte != P.ESC)):
+                byte = Mux(esc, decoded, rx_byte)
+                m.d.sync += esc.eq(0)
+                with m.If(esc & (rx_byte != P.ESC_END) & (rx_byte != P.ESC_ESC)):
+                    m.d.sync += broken.eq(1)
+                with m.Elif(count == prm.req_bytes):
+                    m.d.sync += broken.eq(1)
+                with m.Elif(~broken):
+                    m.d.comb += [req_wr.addr.eq(count), req_wr.data.eq(byte), req_wr.en.eq(1)]
+                    m.d.sync += [count.eq(count + 1), crc.eq(crc16_step(crc, byte))]
+                    with m.If(count < P.HEADER_BYTES):
+                        m.d.sync += hdr.eq((hdr << 8)[: len(hdr)] | byte)
+            with m.Else():
+                m.d.sync += esc.eq(1)
+        with m.If(self.rx_error):
+            m.d.sync += broken.eq(1)
+
+        version = hdr[24:32]
+        ftype = hdr[16:24]
+        seq = hdr[0:16]
+
+        # --- the cached response ------------------------------------------------------------
+        resp_type = Signal(8)
+        resp_seq = Signal(16)
+        resp_status = Signal(8)
+        resp_words = Signal(range(resp_depth + 1))
+        cached = Signal()
+
+        def answer(status, words=0):
+            return [resp_type.eq(ftype), resp_seq.eq(seq), resp_status.eq(status),
+                    resp_words.eq(words), cached.eq(1)]
+
+        # --- op walker ------------------------------------------------------------------------
+        ptr = Signal(range(prm.req_bytes + 1))
+        end = Signal(range(prm.req_bytes + 1))
+        op = Signal(8)
+        need = Signal(3)            # operand bytes still to fetch for `op`
+        operand = Signal(48)        # write: addr:16 word:32; read: addr:16 in the low bits
+        live = Signal()
+        reads = Signal(range(prm.req_bytes + 1))
+        m.d.comb += req_rd.addr.eq(ptr)
+        addr = Mux(op == P.OP_WRITE, operand[32:48], operand[0:16])
+
+        # --- transmit -------------------------------------------------------------------------
+        m.submodules.slip = slip = SlipEncoder()
+        wiring.connect(m, slip.o, wiring.flipped(self.tx))
+        tx_crc = Signal(16)
+        k = Signal(3)
+        wi = Signal(range(resp_depth + 1))
+        word = Signal(32)
+        m.d.comb += resp_rd.addr.eq(wi)
+        header_bytes = [Const(P.PROTOCOL_VERSION, 8), resp_type | P.RESPONSE,
+                        resp_seq[8:16], resp_seq[0:8], resp_status]
+        tx_sent = slip.i.valid & slip.i.ready
+
+        frames = Signal()
+        m.d.comb += self.frames.eq(frames)
+
+        with m.FSM():
+            with m.State("RECV"):
+                m.d.comb += in_recv.eq(1)
+                with m.If(frame_ok):
+                    m.d.sync += frames.eq(~frames)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(version != P.PROTOCOL_VERSION):
+                    m.d.sync += answer(P.Status.BAD_VERSION)
+                    m.next = "SEND"
+                with m.Elif(ftype == P.FrameType.IDENT):
+                    m.d.comb += [resp_wr.addr.eq(0), resp_wr.en.eq(1),
+                                 resp_wr.data.eq(P.ident_params(prm.req_bytes, prm.max_reads))]
+                    m.d.sync += [reads.eq(1), cached.eq(0)]
+                    m.next = "ID_READ"
+                with m.Elif(ftype == P.FrameType.EXEC):
+                    with m.If(cached & (seq == resp_seq) & (ftype == resp_type)):
+                        m.next = "SEND"          # a retransmission: answer, run nothing
+                    with m.Else():
+                        m.d.sync += [ptr.eq(P.HEADER_BYTES), end.eq(frame_len - P.CRC_BYTES),
+                                     need.eq(0), live.eq(0), reads.eq(0), cached.eq(0)]
+                        m.next = "FETCH"
+                with m.Else():
+                    m.d.sync += answer(P.Status.BAD_TYPE)
+                    m.next = "SEND"
+
+            # IDENT: read ID, VERSION, CONFIG0, CONFIG1 off the accelerator's own bus.
+            with m.State("ID_READ"):
+                m.d.comb += [bus.re.eq(1), bus.addr.eq(reads - 1 + int(Csr.ID))]
+                m.next = "ID_DATA"
+            with m.State("ID_DATA"):
+                m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(bus.rdata),
+                             resp_wr.en.eq(1)]
+                m.d.sync += reads.eq(reads + 1)
+                with m.If(reads == 4):
+                    m.d.sync += answer(P.Status.OK, 5)
+                    m.next = "SEND"
+                with m.Else():
+                    m.next = "ID_READ"
+
+            # EXEC: FETCH presents req_mem[ptr] to BYTE one cycle later.
+            with m.State("FETCH"):
+                with m.If(ptr == end):
+                    with m.If(need != 0):
+                        m.d.sync += answer(P.Status.BAD_OPS)
+                        m.next = "SEND"
+                    with m.Elif(live):
+                        m.d.sync += answer(P.Status.OK, reads)
+                        m.next = "SEND"
+                    with m.Elif(reads > prm.max_reads):
+                        m.d.sync += answer(P.Status.TOO_MANY_READS)
+                        m.next = "SEND"
+                    with m.Else():
+                        m.d.sync += [live.eq(1), ptr.eq(P.HEADER_BYTES), reads.eq(0)]
+                with m.Else():
+                    m.next = "BYTE"
+            with m.State("BYTE"):
+                b = req_rd.data
+                m.d.sync += ptr.eq(ptr + 1)
+                with m.If(need == 0):
+                    m.d.sync += op.eq(b)
+                    with m.Switch(b):
+                        with m.Case(P.OP_WRITE):
+                            m.d.sync += need.eq(6)
+                            m.next = "FETCH"
+                        with m.Case(P.OP_READ):
+                            m.d.sync += need.eq(2)
+                            m.next = "FETCH"
+                        with m.Case(P.OP_WAIT):
+                            m.next = "DO"
+                        with m.Default():
+                            m.d.sync += answer(P.Status.BAD_OPS)
+                            m.next = "SEND"
+                with m.Else():
+                    m.d.sync += [operand.eq((operand << 8)[:48] | b), need.eq(need - 1)]
+                    m.next = "FETCH"
+                    with m.If(need == 1):
+                        m.next = "DO"
+            with m.State("DO"):
+                with m.If(~live):
+                    with m.If(op == P.OP_READ):
+                        m.d.sync += reads.eq(reads + 1)
+                    m.next = "FETCH"
+                with m.Elif(op == P.OP_WRITE):
+                    m.d.comb += [bus.addr.eq(addr), bus.wdata.eq(operand[0:32]), bus.we.eq(1)]
+                    m.next = "FETCH"
+                with m.Elif(op == P.OP_READ):
+                    m.d.comb += [bus.addr.eq(addr), bus.re.eq(1)]
+                    m.next = "RDATA"
+                with m.Elif(~self.acc_busy):    # OP_WAIT
+                    m.next = "FETCH"
+            with m.State("RDATA"):
+                m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(bus.rdata),
+                             resp_wr.en.eq(1)]
+                m.d.sync += reads.eq(reads + 1)
+                m.next = "FETCH"
+
+            # Answer: END, header, words, CRC, END through the SLIP encoder.
+            with m.State("SEND"):
+                m.d.comb += [slip.i.payload.end.eq(1), slip.i.valid.eq(1)]
+                m.d.sync += [tx_crc.eq(0xFFFF), k.eq(0)]
+                with m.If(tx_sent):
+                    m.next = "TX_HDR"
+            with m.State("TX_HDR"):
+                byte = Signal(8)
+                with m.Switch(k):
+                    for i, hb in enumerate(header_bytes):
+                        with m.Case(i):
+                            m.d.comb += byte.eq(hb)
+                m.d.comb += [slip.i.payload.byte.eq(byte), slip.i.valid.eq(1)]
+                with m.If(tx_sent):
+                    m.d.sync += [tx_crc.eq(crc16_step(tx_crc, byte)), k.eq(k + 1), wi.eq(0)]
+                    with m.If(k == P.RESP_HEADER_BYTES - 1):
+                        m.next = "TX_LOAD"
+                        with m.If(resp_words == 0):
+                            m.d.sync += k.eq(0)
+                            m.next = "TX_CRC"
+            with m.State("TX_LOAD"):     # resp_mem[wi] is read here, latched next cycle
+                m.next = "TX_LATCH"
+            with m.State("TX_LATCH"):
+                m.d.sync += [word.eq(resp_rd.data), k.eq(0)]
+                m.next = "TX_WORD"
+            with m.State("TX_WORD"):
+                m.d.comb += [slip.i.payload.byte.eq(word[24:32]), slip.i.valid.eq(1)]
+                with m.If(tx_sent):
+                    m.d.sync += [tx_crc.eq(crc16_step(tx_crc, word[24:32])),
+                                 word.eq(word << 8), k.eq(k + 1)]
+                    with m.If(k == 3):
+                        m.d.sync += [wi.eq(wi + 1), k.eq(0)]
+                        m.next = "TX_LOAD"
+                        with m.If(wi + 1 == resp_words):
+                            m.next = "TX_CRC"
+            with m.State("TX_CRC"):
+                m.d.comb += [slip.i.payload.byte.eq(Mux(k == 0, tx_crc[8:16], tx_crc[0:8])),
+                             slip.i.valid.eq(1)]
+                with m.If(tx_sent):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == 1):
+                        m.next = "TX_END"
+            with m.State("TX_END"):
+                m.d.comb += [slip.i.payload.end.eq(1), slip.i.valid.eq(1)]
+                with m.If(tx_sent):
+                    m.next = "RECV"
+        return m

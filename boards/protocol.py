@@ -1,0 +1,301 @@
+"""The host link protocol, specified in Python: the golden model of boards/link.py's hardware.
+
+See boards/PROTOCOL.md for the prose. In short: SLIP-framed (RFC 1055) frames over an 8N1
+UART; every frame is
+
+    version:u8  type:u8  seq:u16  [status:u8 (responses only)]  payload  crc:u16
+
+with every multi-byte field big-endian and the CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF,
+no reflection, no final XOR) of all bytes before it. Big-endian CRC means the CRC of a whole
+good frame is 0, which is how the hardware checks it without knowing where the frame ends.
+
+Requests: IDENT (no payload) and EXEC (a host/driver.py Program encoded as ops). The device
+answers each good request once, with the same seq and type | 0x80; it keeps its last response
+and re-sends it, without running anything, when an EXEC arrives with the same seq again (IDENT,
+which changes nothing, always runs afresh), so a
+retransmitted request never runs its writes twice. Frames with a bad CRC, a bad escape, or
+more bytes than the device's request buffer are dropped without an answer.
+
+`LinkModel` is the device side in Python (the expectation the RTL bench compares against, and a
+stand-in device for host tests); `SlipDecoder`, `request`, `parse_response` and `split_ops` are
+what the host (boards/host.py) uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+# SLIP (RFC 1055)
+END = 0xC0
+ESC = 0xDB
+ESC_END = 0xDC
+ESC_ESC = 0xDD
+
+HEADER_BYTES = 4        # version, type, seq (2)
+RESP_HEADER_BYTES = 5   # ... and status
+CRC_BYTES = 2
+RESPONSE = 0x80         # set in the type byte of every response
+
+# Op encodings in an EXEC payload; opcodes equal host/driver.py's OP_* numbers.
+OP_WRITE = 1            # 01 addr:u16 word:u32
+OP_READ = 2             # 02 addr:u16            -> one u32 word in the response
+OP_WAIT = 3             # 03                     (until the accelerator is not busy)
+OP_BYTES = {OP_WRITE: 7, OP_READ: 3, OP_WAIT: 1}
+ADDR_BITS = 16          # address field width: boards.top rejects wider register maps
+
+
+class FrameType(IntEnum):
+    IDENT = 0x01
+    EXEC = 0x02
+
+
+class Status(IntEnum):
+    OK = 0
+    BAD_VERSION = 1      # the request's version byte is not the device's PROTOCOL_VERSION
+    BAD_TYPE = 2         # unknown frame type
+    BAD_OPS = 3          # unknown opcode, or an op cut short by the end of the frame
+    TOO_MANY_READS = 4   # more reads than the response buffer holds; nothing was run
+
+
+class ProtocolError(ValueError):
+    """A frame or op list that does not follow the protocol."""
+
+
+def crc16(data: Iterable[int], crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE; crc16(b"123456789") == 0x29B1."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + crc16(body).to_bytes(2, "big")
+
+
+def slip_encode(frame: bytes) -> bytes:
+    """END, the frame with END/ESC escaped, END. The leading END ends any garbage the far side
+    may have buffered, so the frame itself always starts clean."""
+    out = bytearray([END])
+    for b in frame:
+        if b == END:
+            out += bytes([ESC, ESC_END])
+        elif b == ESC:
+            out += bytes([ESC, ESC_ESC])
+        else:
+            out.append(b)
+    out.append(END)
+    return bytes(out)
+
+
+@dataclass
+class SlipDecoder:
+    """Byte-at-a-time SLIP decoder that survives garbage.
+
+    Yields every non-empty run of bytes between two ENDs; a run with an invalid escape or
+    longer than `max_bytes` is counted in `bad` and not yielded.
+    """
+
+    max_bytes: int | None = None
+    bad: int = 0
+    _buf: bytearray = field(default_factory=bytearray)
+    _esc: bool = False
+    _broken: bool = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        frames = []
+        for b in data:
+            if b == END:
+                if self._broken:
+                    self.bad += 1
+                elif self._buf:
+                    frames.append(bytes(self._buf))
+                self._buf.clear()
+                self._esc = self._broken = False
+                continue
+            if self._esc:
+                self._esc = False
+                if b == ESC_END:
+                    b = END
+                elif b == ESC_ESC:
+                    b = ESC
+                else:
+                    self._broken = True
+            elif b == ESC:
+                self._esc = True
+                continue
+            if self.max_bytes is not None and len(self._buf) >= self.max_bytes:
+                self._broken = True
+            if not self._broken:
+                self._buf.append(b)
+        return frames
+
+
+def encode_ops(ops: np.ndarray) -> bytes:
+    """EXEC payload for an [n, 3] host Program op list."""
+    out = bytearray()
+    for op, addr, word in np.asarray(ops, dtype=np.int64).reshape(-1, 3).tolist():
+        if op not in OP_BYTES:
+            raise ProtocolError(f"unknown bus op {op}; expected {OP_WRITE}, {OP_READ} or {OP_WAIT}")
+        out.append(op)
+        if op == OP_WAIT:
+            continue
+        if not 0 <= addr < 1 << ADDR_BITS:
+            raise ProtocolError(f"bus address {addr:#x} does not fit the link's "
+                                f"{ADDR_BITS}-bit address field")
+        out += addr.to_bytes(2, "big")
+        if op == OP_WRITE:
+            out += (word & 0xFFFFFFFF).to_bytes(4, "big")
+    return bytes(out)
+
+
+def decode_ops(payload: bytes) -> list[tuple[int, int, int]]:
+    """Inverse of encode_ops; raises ProtocolError as the device would answer BAD_OPS."""
+    ops, i = [], 0
+    while i < len(payload):
+        op = payload[i]
+        size = OP_BYTES.get(op)
+        if size is None:
+            raise ProtocolError(f"unknown opcode {op:#04x} at payload byte {i}")
+        if i + size > len(payload):
+            raise ProtocolError(f"op {op} at payload byte {i} is cut short by the frame end")
+        addr = int.from_bytes(payload[i + 1 : i + 3], "big") if op != OP_WAIT else 0
+        word = int.from_bytes(payload[i + 3 : i + 7], "big") if op == OP_WRITE else 0
+        ops.append((op, addr, word))
+        i += size
+    return ops
+
+
+def split_ops(ops: np.ndarray, payload_bytes: int, max_reads: int) -> list[tuple[int, int]]:
+    """[start, end) op ranges, in order, each of which fits one EXEC frame: at most
+    `payload_bytes` of encoded ops and `max_reads` reads."""
+    kinds = np.asarray(ops, dtype=np.int64).reshape(-1, 3)[:, 0].tolist()
+    chunks, start, size, reads = [], 0, 0, 0
+    for i, op in enumerate(kinds):
+        n = OP_BYTES.get(op)
+        if n is None:
+            raise ProtocolError(f"unknown bus op {op} at op {i}")
+        r = 1 if op == OP_READ else 0
+        if size + n > payload_bytes or reads + r > max_reads:
+            chunks.append((start, i))
+            start, size, reads = i, 0, 0
+        size += n
+        reads += r
+    if start < len(kinds) or not chunks:
+        chunks.append((start, len(kinds)))
+    return chunks
+
+
+def request(ftype: int, seq: int, payload: bytes = b"",
+            version: int = PROTOCOL_VERSION) -> bytes:
+    """An unstuffed request frame with its CRC."""
+    return with_crc(bytes([version, ftype]) + (seq & 0xFFFF).to_bytes(2, "big") + payload)
+
+
+def response(ftype: int, seq: int, status: int, words: Iterable[int] = ()) -> bytes:
+    body = bytes([PROTOCOL_VERSION, (ftype | RESPONSE) & 0xFF]) + seq.to_bytes(2, "big")
+    body += bytes([status]) + b"".join((w & 0xFFFFFFFF).to_bytes(4, "big") for w in words)
+    return with_crc(body)
+
+
+@dataclass(frozen=True)
+class Response:
+    version: int
+    ftype: int          # the request type this answers (RESPONSE bit cleared)
+    seq: int
+    status: int
+    words: tuple[int, ...]
+
+
+def parse_response(frame: bytes) -> Response:
+    """Check length, CRC and layout of a response frame; raises ProtocolError naming the fault.
+
+    The version is returned, not checked: the caller decides what a mismatch means.
+    """
+    if len(frame) < RESP_HEADER_BYTES + CRC_BYTES:
+        raise ProtocolError(f"response of {len(frame)} bytes is shorter than a header and CRC")
+    if crc16(frame) != 0:
+        raise ProtocolError("response CRC mismatch")
+    body = frame[RESP_HEADER_BYTES:-CRC_BYTES]
+    if frame[1] & RESPONSE == 0:
+        raise ProtocolError(f"frame type {frame[1]:#04x} is not a response")
+    if len(body) % 4:
+        raise ProtocolError(f"response payload of {len(body)} bytes is not whole words")
+    words = tuple(int.from_bytes(body[i : i + 4], "big") for i in range(0, len(body), 4))
+    return Response(frame[0], frame[1] & ~RESPONSE & 0xFF, int.from_bytes(frame[2:4], "big"),
+                    frame[4], words)
+
+
+def ident_params(req_bytes: int, max_reads: int) -> int:
+    """First word of an IDENT response: the device's buffer sizes."""
+    return (req_bytes & 0xFFFF) << 16 | (max_reads & 0xFFFF)
+
+
+@dataclass
+class LinkModel:
+    """The device side of the link in Python: what boards/link.py's LinkController must do.
+
+    execute(ops) runs an op list on an accelerator and returns the read words (any host Device
+    does); ident_words are the accelerator's ID, VERSION, CONFIG0 and CONFIG1 CSRs.
+    """
+
+    execute: Callable[[np.ndarray], np.ndarray]
+    ident_words: tuple[int, int, int, int]
+    req_bytes: int = 512
+    max_reads: int = 64
+    dropped: int = 0
+    _decoder: SlipDecoder = field(init=False)
+    _last_key: tuple[int, int] | None = None
+    _last: bytes = b""
+
+    def __post_init__(self) -> None:
+        self._decoder = SlipDecoder(max_bytes=self.req_bytes)
+
+    def receive(self, data: bytes) -> bytes:
+        """Feed bytes from the host; returns the bytes the device sends back."""
+        out = b""
+        bad_before = self._decoder.bad
+        for frame in self._decoder.feed(data):
+            reply = self.handle(frame)
+            if reply is not None:
+                out += slip_encode(reply)
+        self.dropped += self._decoder.bad - bad_before
+        return out
+
+    def handle(self, frame: bytes) -> bytes | None:
+        """The unstuffed response to one unstuffed request frame, or None if it is dropped."""
+        if len(frame) < HEADER_BYTES + CRC_BYTES or crc16(frame) != 0:
+            self.dropped += 1
+            return None
+        version, ftype, seq = frame[0], frame[1], int.from_bytes(frame[2:4], "big")
+        payload = frame[HEADER_BYTES:-CRC_BYTES]
+        if version != PROTOCOL_VERSION:
+            reply = response(ftype, seq, Status.BAD_VERSION)
+        elif ftype == FrameType.IDENT:
+            words = [ident_params(self.req_bytes, self.max_reads), *self.ident_words]
+            reply = response(ftype, seq, Status.OK, words)
+        elif ftype == FrameType.EXEC:
+            if (seq, ftype) == self._last_key:
+                return self._last
+            try:
+                ops = decode_ops(payload)
+            except ProtocolError:
+                reply = response(ftype, seq, Status.BAD_OPS)
+            else:
+                if sum(op == OP_READ for op, _, _ in ops) > self.max_reads:
+                    reply = response(ftype, seq, Status.TOO_MANY_READS)
+                else:
+                    arr = np.array(ops, dtype=np.int64).reshape(-1, 3)
+                    reply = response(ftype, seq, Status.OK, self.execute(arr).tolist())
+        else:
+            reply = response(ftype, seq, Status.BAD_TYPE)
+        self._last_key, self._last = (seq, ftype), reply
+        return reply

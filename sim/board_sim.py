@@ -1,0 +1,287 @@
+"""Simulation of the board-side RTL (boards/): the cocotb bench runner for the UART, and the
+board's own top level compiled by Verilator and wired to a pseudo-terminal, so the host code
+that drives a real board over /dev/ttyUSB* drives the RTL instead.
+
+Builds are cached under build/sim/ (benches) and build/board_pty/ (the pty model), keyed by the
+configuration, the link parameters and a hash of the RTL and harness sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from ..golden.config import ArrayConfig
+from .runner import BenchFailure, default_build_root, hdl_hash
+from .toolchain import ToolchainError, ensure_verilator
+
+BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+HARNESS = Path(__file__).resolve().parent / "cpp" / "board_pty.cpp"
+BOARD_RTL_SOURCES = ("uart.py", "link.py", "protocol.py", "top.py")
+BENCH_UNITS = ("uart",)
+
+
+def boards_hash() -> str:
+    """Hash of the accelerator and board RTL sources: any edit rebuilds the simulators."""
+    h = hashlib.sha256(hdl_hash().encode())
+    for name in BOARD_RTL_SOURCES:
+        path = BOARDS_DIR / name
+        if path.exists():
+            h.update(name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class SimBoard:
+    """What a simulated board is built from: the array, the UART divisor and the link buffers."""
+
+    cfg: ArrayConfig
+    divisor: int = 8
+    req_bytes: int = 512
+    max_reads: int = 64
+
+    def key(self) -> str:
+        text = json.dumps([self.cfg.to_dict(), self.divisor, self.req_bytes, self.max_reads])
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def core(self):
+        from ..boards.link import LinkParams
+        from ..boards.top import BoardCore
+
+        return BoardCore(self.cfg, divisor=self.divisor,
+                         link=LinkParams(req_bytes=self.req_bytes, max_reads=self.max_reads))
+
+
+def _write_verilog(component, name: str, path: Path) -> None:
+    text = verilog.convert(component, name=name, emit_src=False)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run_board_bench(
+    unit: str,
+    board: SimBoard,
+    *,
+    testcase: str | list[str] | None = None,
+    build_root: Path | None = None,
+    waves: bool = False,
+    seed: int | None = None,
+) -> Path:
+    """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>).
+
+    "uart" is boards.uart.UARTLoop. The link is checked against its golden (protocol.LinkModel)
+    through the pty model instead (tests/test_link_board.py), which runs far faster than cocotb
+    can drive a UART bit by bit."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    from ..boards.uart import UARTLoop
+
+    if unit not in BENCH_UNITS:
+        raise ValueError(f"unknown board unit {unit!r}; expected one of {', '.join(BENCH_UNITS)}")
+    ensure_verilator()
+    root = build_root or default_build_root()
+    build_dir = root / "sim" / f"{unit}_{board.cfg.name()}_{board.key()}_{boards_hash()}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    name = f"tritium_{unit}"
+    source = build_dir / f"{name}.v"
+    if not source.exists():
+        _write_verilog(UARTLoop(board.divisor), name, source)
+    bench = f"tritium.sim.bench_{unit}"
+
+    runner = get_runner("verilator")
+    try:
+        runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
+                     build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"],
+                     waves=waves, log_file=build_dir / "build.log")
+    except (RuntimeError, SystemExit) as exc:
+        log = (build_dir / "build.log").read_text(errors="replace")
+        raise BenchFailure(f"Verilator build of {unit} failed (log: {build_dir}/build.log)\n"
+                           f"{log[-3000:]}") from exc
+    env = {
+        "TRITIUM_CONFIG": json.dumps(board.cfg.to_dict()),
+        "TRITIUM_DIVISOR": str(board.divisor),
+        "TRITIUM_LINK": json.dumps({"req_bytes": board.req_bytes,
+                                    "max_reads": board.max_reads}),
+    }
+    try:
+        results = runner.test(test_module=bench, hdl_toplevel=name, testcase=testcase,
+                              build_dir=build_dir, test_dir=build_dir, extra_env=env,
+                              waves=waves, seed=seed, log_file=build_dir / "test.log")
+    except SystemExit:
+        results = build_dir / "results.xml"
+    total, failed = get_results(results)
+    if total == 0:
+        raise BenchFailure(f"{unit} bench ran no test; see {build_dir}/test.log")
+    if failed:
+        log = (build_dir / "test.log").read_text(errors="replace")
+        tail = "\n".join(line for line in log.splitlines() if "FAIL" in line or "Error" in line)
+        raise BenchFailure(f"{failed} of {total} {unit} bench tests failed "
+                           f"(log: {build_dir}/test.log)\n{tail[-4000:]}")
+    return results
+
+
+# --- the board top on a pseudo-terminal ---------------------------------------------------
+
+PTY_TOP = "tritium_board"
+PTY_EXE = "board_pty"
+
+
+class BoardSimError(ToolchainError):
+    pass
+
+
+def pty_build_dir(board: SimBoard, root: Path | None = None) -> Path:
+    h = hashlib.sha256(boards_hash().encode())
+    h.update(HARNESS.read_bytes())
+    root = root or default_build_root()
+    return root / "board_pty" / f"{board.cfg.name()}_{board.key()}_{h.hexdigest()[:10]}"
+
+
+def _compile_pty(board: SimBoard, work: Path) -> None:
+    verilator = ensure_verilator()
+    _write_verilog(board.core(), PTY_TOP, work / f"{PTY_TOP}.v")
+    cmd = [str(verilator), "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
+           "--x-initial", "fast", "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+           "--top-module", PTY_TOP, "-CFLAGS", "-O2", "--Mdir", "obj", "-o", PTY_EXE,
+           str(HARNESS), f"{PTY_TOP}.v"]
+    log = work / "build.log"
+    with log.open("w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=work, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise BoardSimError(f"Verilator build of the board top failed (log: {log})\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+
+
+def ensure_pty_built(board: SimBoard, root: Path | None = None) -> Path:
+    """The harness executable for `board`, compiled once per configuration and source."""
+    final = pty_build_dir(board, root)
+    exe = final / "obj" / PTY_EXE
+    if exe.exists():
+        return exe
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exe.exists():
+            return exe
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            _compile_pty(board, work)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return exe
+
+
+def _raw_pty() -> tuple[int, int, str]:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+class PtyBoard:
+    """The board's top level, simulated, behind a pseudo-terminal.
+
+    `port` is a path to open with pyserial exactly as one would open /dev/ttyUSB1; the baud
+    rate the host asks for is ignored (the simulated UART runs at `board.divisor` clocks per
+    bit). The slave end stays open here too, so the simulator never sees the line hang up
+    between host sessions.
+    """
+
+    def __init__(self, board: SimBoard, *, build_root: Path | None = None,
+                 idle_cycles: int = 200_000) -> None:
+        self.board = board
+        exe = ensure_pty_built(board, build_root)
+        self._master, self._slave, self.port = _raw_pty()
+        self._proc = subprocess.Popen(
+            [str(exe), str(self._master), str(board.divisor), str(idle_cycles)],
+            pass_fds=(self._master,), stdin=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._master = self._slave = -1
+
+    def __enter__(self) -> PtyBoard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LineProxy:
+    """A serial line with faults: a new pty whose `port` the host opens, forwarding to and from
+    `device_port` through `to_device(bytes) -> bytes` and `to_host(bytes) -> bytes`.
+
+    The hooks see each chunk as it is read and may change, drop, add or delay bytes (a hook that
+    sleeps stalls that direction of the line).
+    """
+
+    def __init__(self, device_port: str, *, to_device=None, to_host=None) -> None:
+        import threading
+
+        self.to_device = to_device or (lambda b: b)
+        self.to_host = to_host or (lambda b: b)
+        self._dev = os.open(device_port, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self._dev)
+        self._master, self._slave, self.port = _raw_pty()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def inject_to_device(self, data: bytes) -> None:
+        """Put bytes on the line towards the device, as noise would."""
+        os.write(self._dev, data)
+
+    def _run(self) -> None:
+        import select
+
+        while not self._stop:
+            ready, _, _ = select.select([self._master, self._dev], [], [], 0.05)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    continue    # EIO on the master while the host has the port closed
+                if fd == self._master:
+                    out, dest = self.to_device(data), self._dev
+                else:
+                    out, dest = self.to_host(data), self._master
+                if out:
+                    os.write(dest, out)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+        for fd in (self._dev, self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> LineProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,83 @@
+"""Board builds with the PyPI toolchain (yowasp Yosys + nextpnr), and flashing without a board.
+
+The iCEBreaker bitstream build takes about 1.5 minutes on one core (the first yowasp call also
+compiles its WebAssembly)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tritium.boards.build import DesignTooLarge, build, loader_command
+from tritium.boards.platforms import BOARDS, BoardError, get_board
+from tritium.cli import main
+from tritium.golden import ArrayConfig
+
+
+def test_unknown_board_lists_the_known_ones() -> None:
+    with pytest.raises(BoardError, match="unknown board 'arty'; expected one of icebreaker, ulx3s"):
+        get_board("arty")
+
+
+def test_cli_unknown_board(capsys) -> None:
+    assert main(["flash", "--board", "arty", "--dry-run"]) == 1
+    assert "unknown board 'arty'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_board_defaults_are_consistent(name: str) -> None:
+    from tritium.boards.top import DEFAULT_BAUD, BoardCore
+    from tritium.boards.uart import divisor_for
+
+    board = get_board(name)
+    assert board.default_array.clock_mhz == board.clock_hz / 1e6
+    assert divisor_for(board.clock_hz, DEFAULT_BAUD) >= 100
+    BoardCore(board.default_array, divisor=8, link=board.link)   # addresses fit the link
+
+
+def test_flash_dry_run_prints_the_command(capsys, tmp_path: Path) -> None:
+    assert main(["flash", "--board", "ulx3s", "-o", str(tmp_path), "--dry-run"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith(f"-b ulx3s {tmp_path / 'tritium_ulx3s.bit'}")
+    assert "openFPGALoader" in line
+    assert loader_command("icebreaker", Path("x.bin"))[1:] == ["-b", "ice40_generic", "x.bin"]
+
+
+def test_flash_without_a_bitstream(capsys, tmp_path: Path) -> None:
+    assert main(["flash", "--board", "icebreaker", "-o", str(tmp_path)]) == 1
+    assert "no bitstream at" in capsys.readouterr().err
+
+
+def test_flash_without_a_board_says_so(capsys, tmp_path: Path) -> None:
+    fake = tmp_path / "tritium_icebreaker.bin"
+    fake.write_bytes(b"\x00" * 16)
+    assert main(["flash", "--board", "icebreaker", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    # No USB programmer on a CI machine; where libusb itself is missing, that is said instead.
+    assert "no icebreaker board found" in err or "cannot start" in err, err
+
+
+def test_array_too_large_is_reported_from_synthesis(tmp_path: Path) -> None:
+    """Output banks of 2 x 4096 x 22 bits need ~45 block RAMs; the UP5K has 30. The error
+    comes from the synthesis report, before nextpnr runs."""
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=22, act_depth=4096, clock_mhz=12.0)
+    with pytest.raises(DesignTooLarge, match=r"does not fit .* SB_RAM40_4K \d+/30") as info:
+        build("icebreaker", tmp_path, cfg)
+    assert info.value.utilisation["SB_RAM40_4K"]["used"] > 30
+    assert not list(tmp_path.glob("*.nextpnr.log"))
+
+
+def test_icebreaker_bitstream(tmp_path: Path) -> None:
+    """The board's default array, built as `tritium build --board icebreaker` builds it."""
+    result = build("icebreaker", tmp_path)
+    report = result.report
+    assert result.bitstream is not None and result.bitstream.suffix == ".bin"
+    assert result.bitstream.stat().st_size > 100_000
+    assert report["config"]["rows"] == get_board("icebreaker").default_array.rows
+    lc = report["utilisation"]["ICESTORM_LC"]
+    assert 0 < lc["used"] <= lc["available"] == 5280
+    assert report["timing"]["board_clock_mhz"] == 12.0
+    assert report["timing"]["meets_board_clock"], report["timing"]
+    assert json.loads(result.report_path.read_text()) == report
