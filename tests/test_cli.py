@@ -14,13 +14,27 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    commands = ["gen", "verify", "demo"]
+    commands = ["gen", "verify", "demo", "run", "estimate", "synth", "build", "flash"]
     top_help = capsys.readouterr().out
     assert all(c in top_help for c in commands)
     for c in commands:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as info:
             main([c, "--help"])
-        assert "--rows" in capsys.readouterr().out
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: tritium {c}")
+        if c not in ("flash",):
+            assert "--rows" in out, c
+
+
+def test_demo_runs_a_gemm_and_a_model_on_the_rtl(capsys) -> None:
+    assert main(["demo", "--json", "--tokens", "4", "--m", "9", "--k", "21", "--n", "10"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["gemm"]["results_identical"] and r["gemm"]["counters_match"]
+    model = r["model"]
+    assert len(model["rtl_tokens"]) == 4 and model["rtl_tokens"] == model["golden_tokens"]
+    assert model["logits_identical"] and model["model_stats_match"]
+    assert model["rtl_stats"]["total"]["tiles"] > 0
 
 
 def test_gen_writes_verilog_and_manifest(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,5 @@
-"""The estimate's per-layer compute counts equal what the runtime counts on the golden backend.
+"""The estimate's per-layer compute counts equal what the runtime counts on the golden backend
+(the cycle model) and on the RTL backend (the Verilated accelerator's performance counters).
 
 A small random checkpoint runs through BitNetModel (prefill of the prompt, then one decode
 step); every layer's tiles, busy cycles, MACs and zero skips per projection must equal the
@@ -30,11 +31,12 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
         kv_heads=2, vocab=64, seed=3)
 
 
-def runtime_stats(path: Path, cfg: ArrayConfig) -> list[dict[str, dict[str, int]]]:
+def runtime_stats(path: Path, cfg: ArrayConfig,
+                  backend: str = "golden") -> list[dict[str, dict[str, int]]]:
     """Per layer, per projection: [prefill counts, one decode step's counts]."""
     ids = np.arange(1, PROMPT + 1)
     out: list[dict[str, dict[str, int]]] = []
-    with model_mod.BitNetModel.from_pretrained(path, backend="golden", array=cfg) as m:
+    with model_mod.BitNetModel.from_pretrained(path, backend=backend, array=cfg) as m:
         m.logits(ids)
         pre = m.stats.as_dict()["layers"]
         m.stats.reset()
@@ -56,11 +58,22 @@ def test_measured_nnz_equals_the_backend(ckpt: Path) -> None:
                 assert nnz[li][proj] == lin.prepared.nnz, (li, proj)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os"])
-def test_per_layer_counts_equal_the_golden_backend(ckpt: Path, dataflow: str) -> None:
-    cfg = ArrayConfig(rows=4, cols=8, act_depth=4, dataflow=dataflow, dram_bytes_per_cycle=16,
-                      clock_mhz=100.0)
-    stats = runtime_stats(ckpt, cfg)
+# golden: a 4x8 array whose act_depth forces M chunks; rtl: the 4x4 ws array other RTL tests
+# build too (a shared simulator build), and an os array with a small DRAM (K <= 128 here).
+CASES = {
+    ("golden", "ws"): ArrayConfig(rows=4, cols=8, act_depth=4, dram_bytes_per_cycle=16),
+    ("golden", "os"): ArrayConfig(rows=4, cols=8, act_depth=4, dataflow="os",
+                                  dram_bytes_per_cycle=16),
+    ("rtl", "ws"): ArrayConfig(rows=4, cols=4, dram_bytes_per_cycle=16),
+    ("rtl", "os"): ArrayConfig(rows=4, cols=4, dataflow="os", dram_bytes_per_cycle=16,
+                               max_k=128),
+}
+
+
+@pytest.mark.parametrize(("backend", "dataflow"), sorted(CASES))
+def test_per_layer_counts_equal_the_runtime(ckpt: Path, backend: str, dataflow: str) -> None:
+    cfg = CASES[backend, dataflow]
+    stats = runtime_stats(ckpt, cfg, backend)
     model, folder = resolve(ckpt)
     est = estimate(model, EstimateConfig(cfg, dataflow=dataflow, prompt_len=PROMPT, gen_len=1),
                    nnz=measure_nnz(folder, model))
