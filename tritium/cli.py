@@ -14,6 +14,10 @@ SUBCOMMANDS = (
     "tritium.hdl.cli",       # gen
     "tritium.sim.cli",       # verify
     "tritium.demo",          # demo
+    "tritium.host.estimate_cli",  # estimate
+    "tritium.host.cli",      # run
+    "tritium.hdl.synth_cli",  # synth
+    "tritium.boards.cli",
 )
 
 

