@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,15 +115,19 @@ def exact_matmul(a: np.ndarray, w: np.ndarray, scratch: list[np.ndarray] | None 
     return np.matmul(a.astype(dtype), wf).astype(np.int32)
 
 
+def _check_array(array: ArrayConfig) -> None:
+    if array.act_bits != 8:
+        raise InputError(f"BitNet b1.58 activations are int8, so the array needs "
+                         f"act_bits=8; got ArrayConfig.act_bits={array.act_bits}")
+
+
 class Backend(ABC):
     """One accelerator (or its model) that runs int8 x ternary matmuls for the host runtime."""
 
     name: ClassVar[str] = "?"
 
     def __init__(self, array: ArrayConfig) -> None:
-        if array.act_bits != 8:
-            raise InputError(f"BitNet b1.58 activations are int8, so the array needs "
-                             f"act_bits=8; got ArrayConfig.act_bits={array.act_bits}")
+        _check_array(array)
         self.array = array
         self.seconds = 0.0     # wall time spent in matmul
         self.calls = 0
@@ -182,50 +187,48 @@ class GoldenBackend(Backend):
         self._scratch.clear()
 
 
-class RtlBackend(Backend):
-    """The Verilator-simulated accelerator, compiled once per ArrayConfig and cached on disk.
+class DeviceBackend(Backend):
+    """A backend whose matmuls run on a Device (host/driver.py) through the host driver of the
+    device's dataflow; every weight is packed into bus words once, at prepare time, and the
+    events come from the device's own performance counters."""
 
-    Whole programs of bus operations run in C++; Python only packs tiles. Every weight is
-    packed into bus words once at prepare time. The host driver follows the array's dataflow
-    (host/driver.py for "ws", host/stream_driver.py for "os").
-    """
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        try:
+            super().__init__(device.cfg)
+            from .stream_driver import accelerator_for
+
+            self.accel = accelerator_for(device, device.cfg)
+            self.accel.identify()
+        except BaseException:
+            device.close()
+            raise
+
+    def _prepare_device(self, p: Prepared) -> Any:
+        return self.accel.pack(p.w)
+
+    def _matmul(self, a: np.ndarray, p: Prepared) -> tuple[np.ndarray, Events]:
+        return self.accel.gemm(a, p.device_handle)
+
+    def close(self) -> None:
+        if self.device is not None:
+            self.device.close()
+            self.device = None
+
+
+class RtlBackend(DeviceBackend):
+    """The Verilator-simulated accelerator, compiled once per ArrayConfig and cached on disk.
+    Whole programs of bus operations run in C++; Python only packs tiles."""
 
     name = "rtl"
 
     def __init__(self, array: ArrayConfig, *, build_root: str | None = None) -> None:
-        super().__init__(array)
+        _check_array(array)   # before the (slow) simulator build
         # imported here: only this backend needs the simulator and its toolchain
-        from pathlib import Path
-
         from ..sim.verilated import VerilatorDevice
 
-        self.device = VerilatorDevice(array, build_root=Path(build_root) if build_root else None)
-        try:
-            self.accel = _driver_for(self.device, array)
-            self.accel.identify()
-        except BaseException:
-            self.device.close()
-            raise
-
-    def _prepare_device(self, p: Prepared) -> Any:
-        pack = getattr(self.accel, "pack", None)
-        return pack(p.w) if pack else None
-
-    def _matmul(self, a: np.ndarray, p: Prepared) -> tuple[np.ndarray, Events]:
-        return self.accel.gemm(a, p.device_handle if p.device_handle is not None else p.w)
-
-    def close(self) -> None:
-        device = getattr(self, "device", None)
-        if device is not None:
-            device.close()
-            self.device = None
-
-
-def _driver_for(device: Any, array: ArrayConfig) -> Any:
-    """The host driver matching the array's dataflow (ws tiles, or os weight streaming)."""
-    from .stream_driver import accelerator_for
-
-    return accelerator_for(device, array)
+        super().__init__(VerilatorDevice(array, build_root=Path(build_root) if build_root
+                                         else None))
 
 
 def _board(array: ArrayConfig | None = None, *, port: str, baud: int = 115200,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.gemm import ternary_gemm
 from ..golden.stream import (
@@ -23,34 +22,8 @@ from ..hdl import stream_regmap as srm
 from ..hdl.stream_regmap import StreamCsr, StreamRegMap
 from ..host.driver import Program
 from ..host.stream_driver import StreamAccelerator
-from .benchutil import act_values, bench_config, bench_rng, start, uint
-from .bus import BusMaster
-
-
-class BenchDevice:
-    """Stands in for a Device so the host driver can build programs; the bench runs them."""
-
-    def __init__(self, cfg) -> None:
-        self.cfg = cfg
-
-    def execute(self, ops):
-        raise RuntimeError("bench programs run through BusMaster.execute")
-
-    def close(self) -> None:
-        pass
-
-
-class BusyMonitor:
-    def __init__(self, dut) -> None:
-        self.dut = dut
-        self.count = 0
-        cocotb.start_soon(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await RisingEdge(self.dut.clk)
-            await ReadOnly()
-            self.count += uint(self.dut.busy)
+from .benchutil import act_values, bench_config, bench_rng, start
+from .bus import BenchDevice, BusMaster, BusyMonitor
 
 
 async def setup(dut):

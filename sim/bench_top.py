@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.cycles import tile_events
 from ..golden.gemm import ternary_gemm
@@ -17,34 +16,8 @@ from ..golden.tiling import plan_gemm, weight_tile
 from ..hdl import regmap
 from ..hdl.regmap import Csr, RegMap
 from ..host.driver import Accelerator, Program
-from .benchutil import act_values, bench_config, bench_rng, start, uint
-from .bus import BusMaster
-
-
-class BenchDevice:
-    """Stands in for a Device so the host driver can build programs; the bench runs them."""
-
-    def __init__(self, cfg) -> None:
-        self.cfg = cfg
-
-    def execute(self, ops):
-        raise RuntimeError("bench programs run through BusMaster.execute")
-
-    def close(self) -> None:
-        pass
-
-
-class BusyMonitor:
-    def __init__(self, dut) -> None:
-        self.dut = dut
-        self.count = 0
-        cocotb.start_soon(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await RisingEdge(self.dut.clk)
-            await ReadOnly()
-            self.count += uint(self.dut.busy)
+from .benchutil import act_values, bench_config, bench_rng, start
+from .bus import BenchDevice, BusMaster, BusyMonitor
 
 
 async def setup(dut):

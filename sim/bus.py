@@ -6,6 +6,7 @@ follow each other back to back.
 
 from __future__ import annotations
 
+import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -85,3 +86,31 @@ class BusMaster:
                 raise ValueError(f"unknown bus op {op}")
         await self.write_many(writes)
         return np.array(reads, dtype=np.uint32)
+
+
+class BenchDevice:
+    """Stands in for a Device so the host driver can build programs; the bench runs them."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    def execute(self, ops):
+        raise RuntimeError("bench programs run through BusMaster.execute")
+
+    def close(self) -> None:
+        pass
+
+
+class BusyMonitor:
+    """Counts the clock edges the accelerator's busy pin is high, independently of its counters."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        self.count = 0
+        cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await RisingEdge(self.dut.clk)
+            await ReadOnly()
+            self.count += uint(self.dut.busy)
