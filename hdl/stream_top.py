@@ -20,7 +20,7 @@ from .stream_regmap import (
     StreamCsr,
     StreamRegMap,
 )
-from .top import COUNTER_BITS, bus_signature
+from .top import COUNTER_BITS, accelerator_signature
 
 # Sequencer phases while busy (golden/stream.py: load, compute, drain).
 LOAD, COMPUTE, DRAIN = 0, 1, 2
@@ -94,11 +94,7 @@ class StreamAccelerator(wiring.Component):
     def __init__(self, cfg: ArrayConfig) -> None:
         self.cfg = cfg
         self.map = StreamRegMap(cfg)
-        super().__init__({
-            "bus": In(bus_signature(self.map.addr_bits)),
-            "busy": Out(1),
-            "done": Out(1),
-        })
+        super().__init__(accelerator_signature(self.map.addr_bits))
 
     def elaborate(self, platform) -> Module:
         m = Module()

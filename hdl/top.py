@@ -27,6 +27,15 @@ def bus_signature(addr_bits: int) -> wiring.Signature:
     })
 
 
+def accelerator_signature(addr_bits: int) -> wiring.Signature:
+    """The ports every accelerator top has, whatever its dataflow: harnesses drive any of them."""
+    return wiring.Signature({
+        "bus": In(bus_signature(addr_bits)),
+        "busy": Out(1),
+        "done": Out(1),
+    })
+
+
 class TernaryAccelerator(wiring.Component):
     """Weight, activation and output buffers around a SystolicArray.
 
@@ -43,11 +52,7 @@ class TernaryAccelerator(wiring.Component):
     def __init__(self, cfg: ArrayConfig) -> None:
         self.cfg = cfg
         self.map = RegMap(cfg)
-        super().__init__({
-            "bus": In(bus_signature(self.map.addr_bits)),
-            "busy": Out(1),
-            "done": Out(1),
-        })
+        super().__init__(accelerator_signature(self.map.addr_bits))
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -22,7 +22,7 @@ from ..hdl import stream_regmap as srm
 from ..hdl.stream_regmap import StreamCsr, StreamRegMap
 from ..host.driver import Program
 from ..host.stream_driver import StreamAccelerator
-from .benchutil import act_values, bench_config, bench_rng, start
+from .benchutil import act_values, bench_config, bench_rng, extreme_cases, start
 from .bus import BenchDevice, BusMaster, BusyMonitor
 
 
@@ -142,15 +142,8 @@ async def pass_timing(dut):
 async def corner_cases(dut):
     cfg, bus, rng = await setup(dut)
     mon = BusyMonitor(dut)
-    lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
     m, k, n = 2, min(cfg.max_k, 9), cfg.pes + 1
-    extremes = rng.choice([lo, hi], (m, k))
-    cases = {
-        "all zero weights": (extremes, np.zeros((k, n), int)),
-        "all +1, all 127": (np.full((m, k), hi), np.ones((k, n), int)),
-        "all -1, all -128": (np.full((m, k), lo), -np.ones((k, n), int)),
-        "all +1, -128 and 127": (extremes, np.ones((k, n), int)),
-    }
+    cases = extreme_cases(cfg, rng, m, k, n)
     for label, (a, w) in cases.items():
         await check_gemm(dut, cfg, bus, mon, a, w, label)
 

@@ -16,7 +16,7 @@ from ..golden.tiling import plan_gemm, weight_tile
 from ..hdl import regmap
 from ..hdl.regmap import Csr, RegMap
 from ..host.driver import Accelerator, Program
-from .benchutil import act_values, bench_config, bench_rng, start
+from .benchutil import act_values, bench_config, bench_rng, extreme_cases, start
 from .bus import BenchDevice, BusMaster, BusyMonitor
 
 
@@ -97,15 +97,8 @@ async def random_gemms(dut):
 async def corner_cases(dut):
     cfg, bus, rng = await setup(dut)
     mon = BusyMonitor(dut)
-    lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
     m, k, n = min(3, cfg.act_depth), min(cfg.rows + 1, cfg.max_k), cfg.cols + 1
-    extremes = rng.choice([lo, hi], (m, k))
-    cases = {
-        "all zero weights": (extremes, np.zeros((k, n), int)),
-        "all +1, all 127": (np.full((m, k), hi), np.ones((k, n), int)),
-        "all -1, all -128": (np.full((m, k), lo), -np.ones((k, n), int)),
-        "all +1, -128 and 127": (extremes, np.ones((k, n), int)),
-    }
+    cases = extreme_cases(cfg, rng, m, k, n)
     for label, (a, w) in cases.items():
         await check_gemm(dut, cfg, bus, mon, a, w, label)
 

@@ -59,3 +59,16 @@ def act_values(rng: np.random.Generator, shape, bits: int, corner: float = 0.2) 
     pick = rng.random(shape) < corner
     a[pick] = rng.choice([lo, hi], size=int(pick.sum()))
     return a
+
+
+def extreme_cases(cfg, rng, m: int, k: int, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """GEMMs at the corners: activations at both ends of their range against all-zero, all +1
+    and all -1 weights, labelled for failure messages."""
+    lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
+    extremes = rng.choice([lo, hi], (m, k))
+    return {
+        "all zero weights": (extremes, np.zeros((k, n), int)),
+        "all +1, all 127": (np.full((m, k), hi), np.ones((k, n), int)),
+        "all -1, all -128": (np.full((m, k), lo), -np.ones((k, n), int)),
+        "all +1, -128 and 127": (extremes, np.ones((k, n), int)),
+    }
