@@ -35,6 +35,7 @@ and it always streams 2-bit codes (weight_bits below 2 benefits ws only).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -292,3 +293,15 @@ def gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int, nnz: 
     if df == "os":
         return os_gemm_cost(cfg, mem, m, k, n, nnz)
     raise ConfigError(f"dataflow must be \"ws\" or \"os\", got {df!r}")
+
+
+def best_dataflow(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int,
+                  mem: MemoryConfig | None = None) -> str:
+    """The dataflow with the fewest cycles for this GEMM (ties: "ws"): what the host runtime
+    runs a matmul on, and what `tritium estimate --dataflow auto` assumes. mem defaults to the
+    array's own DRAM rate; os is left out where that rate is below one 4-byte row per cycle."""
+    mem = mem or MemoryConfig(cfg.dram_bytes_per_cycle)
+    cycles = {"ws": gemm_cost(cfg, mem, m, k, n, nnz, "ws").cycles}
+    with contextlib.suppress(ConfigError):
+        cycles["os"] = gemm_cost(cfg, mem, m, k, n, nnz, "os").cycles
+    return min(cycles, key=cycles.__getitem__)

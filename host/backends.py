@@ -13,6 +13,7 @@ Other backends (a board over a serial link, say) register themselves with `regis
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from abc import ABC, abstractmethod
@@ -24,8 +25,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..golden.checks import InputError, check_int_range, check_ternary
-from ..golden.config import ArrayConfig, safe_k
+from ..golden.config import DATAFLOWS, ArrayConfig, safe_k
 from ..golden.cycles import Events, gemm_events_from_nnz
+from ..golden.memory import best_dataflow
 from .ops import parallel, split, threads
 
 # The array both backends model unless told otherwise: small enough to simulate quickly,
@@ -231,6 +233,40 @@ class RtlBackend(DeviceBackend):
                                          else None))
 
 
+class AutoBackend(Backend):
+    """One backend per dataflow; each matmul runs on the one golden's cost model says is
+    faster (golden.memory.best_dataflow: weight-stationary for prefill, weight streaming for
+    decode GEMVs, typically). Weights are prepared for both at load time."""
+
+    def __init__(self, make: Callable[[ArrayConfig], Backend], array: ArrayConfig) -> None:
+        super().__init__(array)
+        self.inner: dict[str, Backend] = {}
+        try:
+            for df in DATAFLOWS:
+                self.inner[df] = make(dataclasses.replace(array, dataflow=df))
+        except BaseException:
+            self.close()
+            raise
+        self.name = self.inner["ws"].name
+        self.dataflow_calls = dict.fromkeys(DATAFLOWS, 0)
+        self._choice: dict[tuple[int, int, int, int], str] = {}
+
+    def _prepare_device(self, p: Prepared) -> Any:
+        return {df: b._prepare_device(p) for df, b in self.inner.items()}
+
+    def _matmul(self, a: np.ndarray, p: Prepared) -> tuple[np.ndarray, Events | None]:
+        key = (a.shape[0], p.k, p.n, p.nnz)
+        df = self._choice.get(key)
+        if df is None:
+            df = self._choice[key] = best_dataflow(self.array, *key)
+        self.dataflow_calls[df] += 1
+        return self.inner[df]._matmul(a, dataclasses.replace(p, device_handle=p.device_handle[df]))
+
+    def close(self) -> None:
+        for b in self.inner.values():
+            b.close()
+
+
 def _board(array: ArrayConfig | None = None, *, port: str, baud: int = 115200,
            timeout: float = 1.0, retries: int = 5) -> Backend:
     """An FPGA board over its serial link (tritium.boards), imported only when asked for."""
@@ -261,6 +297,10 @@ def make_backend(name: str, array: ArrayConfig | None = None, **opts: Any) -> Ba
     if array is not None and not isinstance(array, ArrayConfig):
         raise InputError(f"array must be an ArrayConfig, got {type(array).__name__}")
     factory = _REGISTRY[name]
+    dataflow = opts.pop("dataflow", None)
+    if dataflow not in (None, "auto"):
+        raise InputError(f"backend option dataflow must be 'auto' (or set "
+                         f"ArrayConfig.dataflow), got {dataflow!r}")
     try:
         inspect.signature(factory).bind(array or DEFAULT_ARRAY, **opts)
     except TypeError:
@@ -268,4 +308,6 @@ def make_backend(name: str, array: ArrayConfig | None = None, **opts: Any) -> Ba
         takes = ", ".join(params) if params else "no options"
         raise InputError(f"backend {name!r} does not take option(s) "
                          f"{', '.join(sorted(opts))}; it takes {takes}") from None
+    if dataflow == "auto":
+        return AutoBackend(lambda cfg: factory(cfg, **opts), array or DEFAULT_ARRAY)
     return factory(array or DEFAULT_ARRAY, **opts)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="serial baud rate for backend board (default: 115200)")
     p.add_argument("--no-eos", action="store_true",
                    help="keep generating past an end-of-sequence token")
-    add_array_args(p, rows=4, cols=4)
+    add_array_args(p, auto_dataflow=True, rows=4, cols=4)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -117,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--prompt needs {model_dir / 'tokenizer.json'}, which does not "
                            "exist; give token ids with --tokens instead")
     prompt_ids = _parse_tokens(args.tokens) if args.tokens is not None else None
-    cfg = array_from_args(args)
     opts: dict[str, Any] = {}
+    if args.dataflow == "auto":   # one array per dataflow; each matmul on the faster one
+        args.dataflow, opts["dataflow"] = "ws", "auto"
+    cfg = array_from_args(args)
     if args.backend == "board":
         if not args.port:
             raise CliError("--backend board needs --port, the board's serial device")
@@ -167,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "text": text,
         "seconds": {"load": round(load_s, 3), "generate": round(gen_s, 3)},
         "stats": stats,
+        "dataflow_calls": getattr(model.backend, "dataflow_calls", None),
     }
     if args.json:
         print_json(result)

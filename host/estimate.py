@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..golden.checks import InputError
-from ..golden.config import MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
+from ..golden.config import DATAFLOWS, MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
 from ..golden.energy import COMPONENTS, EnergyTable, energy_of, group
 from ..golden.memory import (
     GemmCost,
@@ -193,10 +193,6 @@ def array_bytes_per_cycle(mem: MemoryConfig) -> int:
         return max(1, min(MAX_DRAM_BYTES_PER_CYCLE, int(mem.dram_bytes_per_cycle + 1e-9)))
 
 
-def available_dataflows() -> tuple[str, ...]:
-    return ("ws", "os")
-
-
 class Estimator:
     """Prices each distinct (M, K, N, nnz, dataflow) GEMM once."""
 
@@ -207,22 +203,16 @@ class Estimator:
         self._cache: dict[tuple[int, int, int, int, str], Priced] = {}
         self.notes: list[str] = []
         if ecfg.dataflow != "auto":
-            if ecfg.dataflow not in available_dataflows():
-                raise ConfigError(f"dataflow {ecfg.dataflow!r} is not available in this "
-                                  f"tritium (have: {', '.join(available_dataflows())})")
             if ecfg.dataflow == "os":
                 os_bytes_per_cycle(self.mem)      # a clear error now, not per matmul
             self.candidates: tuple[str, ...] = (ecfg.dataflow,)
             return
         cands = ["ws"]
-        if "os" in available_dataflows():
-            try:
-                os_bytes_per_cycle(self.mem)
-                cands.append("os")
-            except ConfigError as exc:
-                self.notes.append(f"auto did not consider os: {exc}")
-        else:
-            self.notes.append("auto did not consider os: golden.stream is missing")
+        try:
+            os_bytes_per_cycle(self.mem)
+            cands.append("os")
+        except ConfigError as exc:
+            self.notes.append(f"auto did not consider os: {exc}")
         self.candidates = tuple(cands)
 
     def price(self, m: int, k: int, n: int, nnz: int, dataflow: str) -> Priced:
@@ -235,7 +225,8 @@ class Estimator:
         return p
 
     def best(self, m: int, k: int, n: int, nnz: int) -> Priced:
-        """The candidate dataflow with the fewest cycles (ties: the first, "ws")."""
+        """The candidate dataflow with the fewest cycles (ties: the first, "ws"): the rule of
+        golden.memory.best_dataflow, which the runtime's auto backend uses."""
         return min((self.price(m, k, n, nnz, df) for df in self.candidates),
                    key=lambda p: p.cost.cycles)
 
@@ -357,7 +348,7 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
             "array": cfg.to_dict(),
             "memory": mem_cfg,
             "dataflow": ecfg.dataflow,
-            "dataflows_available": list(available_dataflows()),
+            "dataflows_available": list(DATAFLOWS),
             "prompt_len": ecfg.prompt_len,
             "gen_len": ecfg.gen_len,
             "weight_zero_fraction": None if nnz is not None else zero_fraction,

@@ -98,3 +98,19 @@ def test_run_needs_a_prompt(ckpt: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--model", str(ckpt)])
     assert "one of the arguments --prompt --tokens is required" in capsys.readouterr().err
+
+
+def test_run_with_auto_dataflow_reports_both(tmp_path, capsys) -> None:
+    import json
+
+    from tritium.cli import main
+    from tritium.host.synthetic import write_random_checkpoint
+
+    path = write_random_checkpoint(tmp_path / "m", hidden=32, intermediate=64, layers=1,
+                                   heads=2, kv_heads=1, vocab=50, seed=1)
+    assert main(["run", "--model", str(path), "--tokens", ",".join(map(str, range(1, 25))),
+                 "--max-new-tokens", "2", "--no-eos", "--rows", "8", "--cols", "8",
+                 "--dram-bytes-per-cycle", "4", "--max-k", "128", "--dataflow", "auto",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["dataflow_calls"] == {"ws": 7, "os": 7}

@@ -40,3 +40,23 @@ def test_rtl_generates_the_golden_tokens(ckpt: Path) -> None:
                 assert (s.calls, s.tiles, s.cycles, s.macs, s.zero_skips) == \
                     (g.calls, g.tiles, g.cycles, g.macs, g.zero_skips), (i, proj)
         assert rtl.stats.total.cycles > 0
+
+
+def test_auto_dataflow_runs_prefill_and_decode_on_different_rtl(ckpt: Path) -> None:
+    """With dataflow="auto" the host runs each matmul on the dataflow golden's cost model
+    prices lower: on an 8x8 array fed 4 bytes/cycle, weight-stationary for the prompt's GEMMs
+    and weight streaming for the decode GEMVs; tokens and logits still equal golden."""
+    from tritium.golden.memory import best_dataflow
+
+    cfg = ArrayConfig(rows=8, cols=8, dram_bytes_per_cycle=4, max_k=128)
+    prompt = list(range(1, 25))
+    assert best_dataflow(cfg, len(prompt), 32, 32, 700) == "ws"
+    assert best_dataflow(cfg, 1, 32, 32, 700) == "os"
+    with BitNetModel.from_pretrained(ckpt, backend="golden", array=cfg) as gold, \
+            BitNetModel.from_pretrained(ckpt, backend="rtl", array=cfg, dataflow="auto") as rtl:
+        new = rtl.generate(prompt, max_new_tokens=4, stop_at_eos=False)
+        assert new == gold.generate(prompt, max_new_tokens=4, stop_at_eos=False)
+        calls = rtl.backend.dataflow_calls
+        per_pass = 7 * 2   # seven BitLinears in each of two layers
+        assert calls == {"ws": per_pass, "os": 3 * per_pass}, calls
+        np.testing.assert_array_equal(rtl.logits(prompt), gold.logits(prompt))

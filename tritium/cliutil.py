@@ -26,10 +26,17 @@ _HELP = {
 }
 
 
-def add_array_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """--rows, --cols, --acc-bits, ... for every ArrayConfig field, defaulting to ArrayConfig's."""
+def add_array_args(parser: argparse.ArgumentParser, *, auto_dataflow: bool = False,
+                   **defaults: Any) -> None:
+    """--rows, --cols, --acc-bits, ... for every ArrayConfig field, defaulting to ArrayConfig's.
+
+    auto_dataflow: the command also takes --dataflow auto (it then handles that itself)."""
     group = parser.add_argument_group("array configuration")
     base = ArrayConfig(**defaults)
+    helps = dict(_HELP)
+    if auto_dataflow:
+        helps["dataflow"] = (f"dataflow ({', '.join(DATAFLOWS)}, or auto: each matmul on the one "
+                             "the cost model prices faster)")
     for f in fields(ArrayConfig):
         value = getattr(base, f.name)
         group.add_argument(
@@ -38,7 +45,7 @@ def add_array_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
             type=type(value),
             default=value,
             metavar=f.name.split("_")[-1].upper()[:4] if f.name != "dataflow" else "DF",
-            help=f"{_HELP[f.name]} (default: {value})",
+            help=f"{helps[f.name]} (default: {value})",
         )
 
 
