@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import pytest
 from tritium.cli import main
 from tritium.golden import ArrayConfig
 from tritium.hdl import pnr, synth
-from tritium.hdl.generate import make_unit
+from tritium.hdl.generate import make_unit, to_verilog
 from tritium.hdl.regmap import RegMap
 from tritium.hdl.synth import (
     DEVICES,
+    HARNESS_TOP,
     DesignTooLarge,
     SynthError,
     SynthHarness,
@@ -107,15 +109,19 @@ def test_mac_top_is_rejected_cleanly(capsys: pytest.CaptureFixture[str]) -> None
     assert "'array'" in capsys.readouterr().err
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")   # built only to count ports
 def test_harness_drives_every_port() -> None:
     cfg = ArrayConfig(rows=3, cols=5)
-    h = SynthHarness(make_unit("top", cfg))
-    assert h.in_bits == RegMap(cfg).addr_bits + 32 + 2     # addr, wdata, we, re
-    assert h.out_bits == 32 + 3                            # rdata, rvalid, busy, done
-    mac = SynthHarness(make_unit("array", cfg, "mac"))
-    tern = SynthHarness(make_unit("array", cfg, "ternary"))
+    harnesses = {(unit, pe): SynthHarness(make_unit(unit, cfg, pe))
+                 for unit, pe in (("top", "ternary"), ("array", "ternary"), ("array", "mac"))}
+    top = harnesses["top", "ternary"]
+    assert top.in_bits == RegMap(cfg).addr_bits + 32 + 2     # addr, wdata, we, re
+    assert top.out_bits == 32 + 3                            # rdata, rvalid, busy, done
+    mac, tern = harnesses["array", "mac"], harnesses["array", "ternary"]
     assert mac.in_bits - tern.in_bits == (8 - 2) * cfg.cols   # int8 weights vs 2-bit codes
+    for h in harnesses.values():
+        text = to_verilog(h, HARNESS_TOP)
+        header = re.search(rf"^module {HARNESS_TOP}\((.*?)\);", text, re.M)
+        assert header and sorted(header.group(1).split(", ")) == ["clk", "rst", "sin", "sout"]
 
 
 @pytest.mark.slow
