@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--baud", type=int, default=115_200, help="UART baud rate (default: 115200)")
     b.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
                    help="build folder (default: build/boards/BOARD)")
+    b.add_argument("--synth-only", action="store_true",
+                   help="stop after synthesis and the capacity check (no place and route)")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=run_build)
 
@@ -70,12 +72,18 @@ def run_build(args: argparse.Namespace) -> int:
         cfg = _array(args, board.default_array)
         out = args.out or default_dir(board.name)
         log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-        result = build(board.name, out, cfg, baud=args.baud, log=log)
+        result = build(board.name, out, cfg, baud=args.baud, synth_only=args.synth_only,
+                       log=log)
     except (BoardError, BuildError, ConfigError) as exc:
         raise _cli_error(exc) from exc
     rep = result.report
     if args.json:
         print_json(rep)
+        return 0
+    if result.bitstream is None:
+        print(f"synthesis fits; wrote {result.report_path}")
+        for name, u in rep["synth"]["utilisation"].items():
+            print(f"  {name:<14} {u['used']:>6} / {u['available']:<6} {u['percent']:5.1f} %")
         return 0
     print(f"wrote {result.bitstream} and {result.report_path}")
     for name, u in rep["utilisation"].items():

@@ -4,14 +4,18 @@ Pins, clocks and I/O standards come from amaranth-boards (PyPI), which has the b
 assignments: iCEBreaker's 12 MHz clock on pin 35 and its FTDI UART on pins 6 (rx) / 9 (tx);
 ULX3S's 25 MHz clock on G2 and its FTDI UART on M1 (rx) / L4 (tx).
 
-Default arrays are the largest measured to fit each device by `tritium build` (yowasp Yosys
-0.70 + nextpnr 0.11), whole board top included (UART, link buffers, 64-bit counters), with
-acc_bits=22 and act_depth=64:
+Default arrays are the largest measured to fit each device (yowasp Yosys 0.70 + nextpnr
+0.11), whole board top included (UART, link buffers, 64-bit counters), with acc_bits=22 and
+act_depth=64:
 
   iCEBreaker (5280 LCs)  4x4: 3750 LC (71 %), 21.6 MHz    4x6: 4664 LC (88 %), 20.3 MHz
                          4x8: placement needs 5582 LCs    8x4: placement needs 5627 LCs
-  ULX3S (83640 LUT4)     16x16: 25.2k LUT4 after synthesis (30 %); larger arrays not yet
-                         measured (each ECP5 place-and-route takes many minutes here)
+                         (`tritium build`: synthesis, place and route)
+  ULX3S (83640 LUT4)     16x16: 25.2k LUT4 (30 %)    29x29: 76.7k LUT4 (91.7 %), 12 DP16KD
+                         accelerator top alone, LUTs counting carry cells: 29x29 79.0k,
+                         30x30 84.3k (over) (`tritium build --synth-only`, hdl.synth.
+                         largest_fitting); place and route of 29x29 not yet run to the end:
+                         an ECP5 nextpnr run in WebAssembly took over 25 minutes for 16x16
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
@@ -87,7 +91,7 @@ BOARDS: dict[str, Board] = {
         device="ecp5-85k",
         clock_hz=25e6,
         capacity={"LUT4": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
-        default_array=ArrayConfig(rows=16, cols=16, acc_bits=22, act_depth=64,
+        default_array=ArrayConfig(rows=29, cols=29, acc_bits=22, act_depth=64,
                                   weight_tiles=2, max_k=8192, clock_mhz=25.0),
         link=LinkParams(req_bytes=1024, max_reads=256),
         bitstream_ext=".bit",

@@ -69,6 +69,16 @@ def test_array_too_large_is_reported_from_synthesis(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.nextpnr.log"))
 
 
+def test_build_synth_only_reports_utilisation(tmp_path: Path, capsys) -> None:
+    from tritium.cli import main
+
+    assert main(["build", "--board", "icebreaker", "--rows", "2", "--cols", "2",
+                 "--synth-only", "-o", str(tmp_path), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["config"]["rows"] == 2 and 0 < rep["synth"]["utilisation"]["LC"]["used"] < 5280
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.nextpnr.log"))
+
+
 def test_icebreaker_bitstream(tmp_path: Path) -> None:
     """The board's default array, built as `tritium build --board icebreaker` builds it."""
     result = build("icebreaker", tmp_path)
