@@ -74,8 +74,18 @@ COUNTERS = ("cycles", "busy_cycles", "macs", "zero_skips", "tiles")
 COUNTER_CSRS = (Csr.CYCLES_LO, Csr.BUSY_LO, Csr.MACS_LO, Csr.SKIPS_LO, Csr.TILES_LO)
 
 
-_WEIGHT_SHIFTS = (2 * np.arange(CODES_PER_WORD)).astype(np.uint64)
-_ACT_SHIFTS = (8 * np.arange(ACTS_PER_WORD)).astype(np.uint64)
+def _pack_lanes(values: np.ndarray, lane_bits: int, words: int) -> np.ndarray:
+    """uint32 words [..., words] holding the last axis of values as two's complement lanes of
+    lane_bits (lane 0 in the low bits), zero-padded to whole words."""
+    values = np.asarray(values)
+    per_word = 32 // lane_bits
+    lanes = (values.astype(np.int64) & ((1 << lane_bits) - 1)).astype(np.uint64)
+    pad = words * per_word - values.shape[-1]
+    if pad:
+        lanes = np.concatenate([lanes, np.zeros(values.shape[:-1] + (pad,), np.uint64)], axis=-1)
+    lanes = lanes.reshape(values.shape[:-1] + (words, per_word))
+    shifts = (lane_bits * np.arange(per_word)).astype(np.uint64)
+    return (lanes << shifts).sum(axis=-1).astype(np.uint32)
 
 
 def _log2ceil(n: int) -> int:
@@ -162,25 +172,11 @@ class RegMap:
 
     def weight_words_of(self, codes: np.ndarray) -> np.ndarray:
         """uint32 words [..., rows, weight_words] holding ternary codes [..., rows, cols]."""
-        codes = np.asarray(codes)
-        pad = self.weight_words * CODES_PER_WORD - codes.shape[-1]
-        two_bit = (codes.astype(np.int64) & 3).astype(np.uint64)
-        if pad:
-            two_bit = np.concatenate(
-                [two_bit, np.zeros(codes.shape[:-1] + (pad,), np.uint64)], axis=-1)
-        lanes = two_bit.reshape(codes.shape[:-1] + (self.weight_words, CODES_PER_WORD))
-        return (lanes << _WEIGHT_SHIFTS).sum(axis=-1).astype(np.uint32)
+        return _pack_lanes(codes, 2, self.weight_words)
 
     def act_words_of(self, acts: np.ndarray) -> np.ndarray:
         """uint32 words [..., m, act_words] holding signed activations [..., m, rows]."""
-        acts = np.asarray(acts)
-        pad = self.act_words * ACTS_PER_WORD - acts.shape[-1]
-        lanes = (acts.astype(np.int64) & 0xFF).astype(np.uint64)
-        if pad:
-            lanes = np.concatenate(
-                [lanes, np.zeros(acts.shape[:-1] + (pad,), np.uint64)], axis=-1)
-        lanes = lanes.reshape(acts.shape[:-1] + (self.act_words, ACTS_PER_WORD))
-        return (lanes << _ACT_SHIFTS).sum(axis=-1).astype(np.uint32)
+        return _pack_lanes(acts, 8, self.act_words)
 
     def weight_addrs(self, tile: int) -> np.ndarray:
         """Addresses of slot `tile`, in the order of weight_words_of(...).ravel()."""

