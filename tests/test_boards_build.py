@@ -91,3 +91,19 @@ def test_icebreaker_bitstream(tmp_path: Path) -> None:
     assert report["timing"]["board_clock_mhz"] == 12.0
     assert report["timing"]["meets_board_clock"], report["timing"]
     assert json.loads(result.report_path.read_text()) == report
+
+
+def test_ulx3s_bitstream(tmp_path: Path, capsys) -> None:
+    """The ECP5 flow end to end through the CLI, on a 2x2 array (ECP5 place and route of the
+    29x29 default takes far longer than CI allows)."""
+    from tritium.cli import main
+
+    assert main(["build", "--board", "ulx3s", "--rows", "2", "--cols", "2", "-o",
+                 str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    bit = tmp_path / report["bitstream"]
+    assert bit.suffix == ".bit" and bit.stat().st_size > 100_000
+    comb = report["utilisation"]["TRELLIS_COMB"]
+    assert 0 < comb["used"] <= comb["available"] == 83640
+    assert report["timing"]["board_clock_mhz"] == 25.0
+    assert report["timing"]["meets_board_clock"], report["timing"]
