@@ -86,7 +86,7 @@ def one_run(base: ArrayConfig, device: str, rows: int, cols: int, unit: str, pe:
     else:
         row.update(status="ok", **{k: r[k] for k in (
             "luts", "ffs", "bram", "dsp", "luts_per_pe", "pe_luts", "pe_dsp", "fmax_mhz",
-            "timing_met", "clock_mhz", "seconds", "build_dir")})
+            "timing_met", "clock_mhz", "timing_driven", "seconds", "build_dir")})
         row["utilization_pct"] = {k: v["utilization_pct"] for k, v in r["resources"].items()}
         row["placed_luts"] = r["resources"]["lut"].get("placed")
     row["wall_seconds"] = round(time.monotonic() - start, 1)
