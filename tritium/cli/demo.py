@@ -156,6 +156,7 @@ def _counts(stats: dict) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    array_from_args(args)   # a bad configuration is reported before the build message
     progress("demo", json_on_stdout(args))(
         f"building a {args.rows}x{args.cols} ternary array with Verilator (the first build "
         "takes a few seconds)...")
