@@ -11,15 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..boards.platforms import BOARDS
-from .options import (
-    add_array_args,
-    add_json,
-    array_from_args,
-    build_dir,
-    emit,
-    json_on_stdout,
-    output_dir,
-)
+from ..golden.files import build_root
+from .options import add_array_args, add_json, array_from_args, emit, json_on_stdout, output_dir
 
 HELP = "build a board bitstream (yowasp Yosys + nextpnr from PyPI)"
 
@@ -40,7 +33,7 @@ def add_out(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def board_dir(args: argparse.Namespace, board: str) -> Path:
-    return args.out if args.out is not None else build_dir("boards", board)
+    return args.out if args.out is not None else build_root() / "boards" / board
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,15 +14,8 @@ import time
 import numpy as np
 
 from ..golden.config import ArrayConfig
-from .options import (
-    add_array_args,
-    add_json,
-    array_from_args,
-    build_dir,
-    emit,
-    json_on_stdout,
-    progress,
-)
+from ..golden.files import build_root
+from .options import add_array_args, add_json, array_from_args, emit, progress
 
 HELP = "a checked GEMM and a small BitNet model on the Verilator-simulated accelerator"
 
@@ -117,7 +110,7 @@ def model_demo(args: argparse.Namespace) -> dict:
 
     cfg = array_from_args(args)
     key = hashlib.sha256(json.dumps(DEMO_MODEL, sort_keys=True).encode()).hexdigest()[:10]
-    path = build_dir("demo", f"bitnet-tiny-{key}")
+    path = build_root() / "demo" / f"bitnet-tiny-{key}"
     if not (path / "config.json").exists():
         write_random_checkpoint(path, **DEMO_MODEL)
     with BitNetModel.from_pretrained(path, backend="golden", array=cfg) as golden:
@@ -157,7 +150,7 @@ def _counts(stats: dict) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     array_from_args(args)   # a bad configuration is reported before the build message
-    progress("demo", json_on_stdout(args))(
+    progress("demo", args)(
         f"building a {args.rows}x{args.cols} ternary array with Verilator (the first build "
         "takes a few seconds)...")
     r = gemm_demo(args)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..golden.config import DATAFLOWS, ArrayConfig
-from ..golden.files import atomic_write_json, build_root
+from ..golden.files import atomic_write_json
 
 STDOUT = "-"
 
@@ -118,11 +118,6 @@ def output_dir(text: str) -> Path:
     return path
 
 
-def build_dir(*parts: str) -> Path:
-    """A folder under the build root ($TRITIUM_BUILD, else ./build)."""
-    return build_root().joinpath(*parts)
-
-
 # --- --json -----------------------------------------------------------------------------
 
 JSON_HELP = ("JSON instead of the table: on stdout with no FILE (or '-'); with FILE, also "
@@ -158,8 +153,11 @@ def emit(args: argparse.Namespace, obj: Any, render: Callable[[], str]) -> None:
         print(f"json: {args.json}")
 
 
-def progress(command: str, quiet: bool) -> Callable[[str], None]:
-    """A logger for progress lines: on stderr, prefixed with the command, unless quiet."""
+def progress(command: str, args: argparse.Namespace | None = None) -> Callable[[str], None]:
+    """A logger for progress lines, on stderr and prefixed with the command; silent when the
+    command prints JSON on stdout (given its args), so a script reads nothing else."""
+    quiet = args is not None and json_on_stdout(args)
+
     def log(msg: str) -> None:
         if not quiet:
             print(f"tritium {command}: {msg}", file=sys.stderr, flush=True)

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = array_from_args(args)
     # Progress always goes to stderr: synthesis is slow enough to want it even with --json.
-    log = progress("synth", quiet=False)
+    log = progress("synth")
     if args.pe == "mac" and args.unit is None:
         log("the MAC baseline exists at array level: synthesising the bare array "
             "(compare with --pe ternary --unit array)")
