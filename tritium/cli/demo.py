@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import textwrap
 import time
 
 import numpy as np
@@ -213,7 +214,9 @@ def _gemm_table(r: dict) -> str:
         lines.append(f"{key:10s}{rtl[key]:>14,}{gold[key]:>14,}{mark}")
     lines += [
         f"SCALE-Sim weight-stationary estimate for this GEMM: {r['scalesim_ws_cycles']:,} "
-        f"cycles ({r['scalesim_note']})",
+        "cycles,",
+        textwrap.fill(r["scalesim_note"], 96, initial_indent=" " * 10,
+                      subsequent_indent=" " * 10),
         f"simulated {r['simulated_cycles']:,} clock cycles (bus traffic included) in "
         f"{r['run_seconds']} s: {r['simulated_cycles_per_s']:,} cycles/s",
     ]
