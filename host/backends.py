@@ -249,6 +249,7 @@ class AutoBackend(Backend):
             raise
         self.name = self.inner["ws"].name
         self.dataflow_calls = dict.fromkeys(DATAFLOWS, 0)
+        self.dataflow_cycles = dict.fromkeys(DATAFLOWS, 0)
         self._choice: dict[tuple[int, int, int, int], str] = {}
 
     def _prepare_device(self, p: Prepared) -> Any:
@@ -260,7 +261,11 @@ class AutoBackend(Backend):
         if df is None:
             df = self._choice[key] = best_dataflow(self.array, *key)
         self.dataflow_calls[df] += 1
-        return self.inner[df]._matmul(a, dataclasses.replace(p, device_handle=p.device_handle[df]))
+        out, events = self.inner[df]._matmul(
+            a, dataclasses.replace(p, device_handle=p.device_handle[df]))
+        if events is not None:
+            self.dataflow_cycles[df] += events.cycles
+        return out, events
 
     def close(self) -> None:
         for b in self.inner.values():

@@ -6,11 +6,13 @@ itself stays fast to import.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from ..golden.checks import InputError
 from ..golden.energy import COMPONENTS
+from ..golden.files import atomic_write_bytes
 from ..golden.models import PROJECTIONS
 
 PLOT_FILES = ("layer_cycles.png", "roofline.png", "energy_breakdown.png")
@@ -39,6 +41,13 @@ def write_plots(result: dict[str, Any], directory: str | Path) -> list[Path]:
     return paths
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Render first, then write atomically: an interrupted run leaves no half PNG."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    atomic_write_bytes(path, png.getvalue())
+
+
 def _title(result: dict[str, Any]) -> str:
     a, mem = result["config"]["array"], result["config"]["memory"]
     return (f"{result['model']['name']}: {a['rows']}x{a['cols']} @ {a['clock_mhz']:g} MHz, "
@@ -65,7 +74,7 @@ def plot_layer_cycles(plt, result: dict[str, Any], path: Path) -> Path:
     axes[1].set_xlabel("layer")
     fig.suptitle(_title(result), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -104,7 +113,7 @@ def plot_roofline(plt, result: dict[str, Any], path: Path) -> Path:
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -144,6 +153,6 @@ def plot_energy(plt, result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"{_title(result)}\nenergy table {t['name']} at {t['node_nm']:g} nm "
                  "(CPU-side ops and LM head excluded)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path

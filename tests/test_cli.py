@@ -74,3 +74,29 @@ def test_verify_runs_the_pe_bench(capsys) -> None:
     assert main(["verify", "--unit", "pe", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["results"][0] == out["results"][0] | {"unit": "pe", "passed": True}
+
+
+def test_no_library_package_imports_the_cli_layer() -> None:
+    """The command line sits on top: golden, hdl, sim, host and boards raise their own errors
+    and never import tritium.cli (imports inside functions included)."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for package in ("golden", "hdl", "sim", "host", "boards"):
+        for path in (root / package).rglob("*.py"):
+            depth = len(path.relative_to(root).parts) - 1   # package levels above the module
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    # resolve `from ..cli import x` against tritium.<package>.<module>
+                    base = ["tritium", *path.relative_to(root).parts[:depth]]
+                    base = base[:len(base) - node.level + 1] if node.level else []
+                    mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                    names = [mod, *(f"{mod}.{a.name}" for a in node.names)]
+                else:
+                    continue
+                if any(n == "tritium.cli" or n.startswith("tritium.cli.") for n in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders

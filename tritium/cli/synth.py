@@ -1,28 +1,22 @@
-"""`tritium synth`: area and Fmax of one configuration from the open FPGA toolchain."""
+"""Generate the accelerator for an array configuration, synthesise it with Yosys, place and
+route it with nextpnr (both from PyPI, as WebAssembly) at the configured clock, and report the
+resources it uses and the Fmax nextpnr found. A design Yosys already finds too large is
+reported without running nextpnr. Products go to $TRITIUM_BUILD/synth/ (default
+build/synth/)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from ..cliutil import add_array_args, array_from_args
-from .generate import PES, UNITS
-from .synth import DEVICES
+from ..hdl.generate import PES, UNITS
+from ..hdl.synth import DEVICES
+from .options import add_array_args, add_json, array_from_args, emit, progress
+
+HELP = "synthesise, place and route on an FPGA; report LUTs, FFs, BRAM, DSP and Fmax"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="synthesise, place and route on an FPGA; report LUTs, FFs, BRAM, DSP and Fmax",
-        description="Generate the accelerator for an array configuration, synthesise it with "
-        "Yosys, place and route it with nextpnr (both from PyPI, as WebAssembly) at the "
-        "configured clock, and report the resources it uses and the Fmax nextpnr found. "
-        "A design Yosys already finds too large is reported without running nextpnr. "
-        "Products go to build/synth/ (or $TRITIUM_BUILD/synth/).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", required=True, metavar="DEVICE",
                    help=f"target FPGA: {' | '.join(DEVICES)}")
     add_array_args(p)
@@ -41,13 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "Fmax)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="rerun nextpnr even if an identical run is cached")
-    p.add_argument("--json", type=Path, metavar="FILE",
-                   help="also write the full report as JSON to FILE")
-    p.set_defaults(func=run)
-
-
-def _progress(msg: str) -> None:
-    print(f"tritium synth: {msg}", file=sys.stderr, flush=True)
+    add_json(p)
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -73,21 +61,16 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import CliError
-    from .synth import SynthError, synth_report, write_atomic
+    from ..hdl.synth import synth_report
 
     cfg = array_from_args(args)
+    # Progress always goes to stderr: synthesis is slow enough to want it even with --json.
+    log = progress("synth")
     if args.pe == "mac" and args.unit is None:
-        _progress("the MAC baseline exists at array level: synthesising the bare array "
-                  "(compare with --pe ternary --unit array)")
-    try:
-        report = synth_report(cfg, args.device, args.pe, unit=args.unit, dsp=args.dsp,
-                              seed=args.seed, timing_driven=args.timing_driven,
-                              use_cache=args.cache, progress=_progress)
-    except SynthError as exc:
-        raise CliError(str(exc)) from None
-    if args.json:
-        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
-        _progress(f"wrote {args.json}")
-    print(format_report(report))
+        log("the MAC baseline exists at array level: synthesising the bare array "
+            "(compare with --pe ternary --unit array)")
+    report = synth_report(cfg, args.device, args.pe, unit=args.unit, dsp=args.dsp,
+                          seed=args.seed, timing_driven=args.timing_driven,
+                          use_cache=args.cache, progress=log)
+    emit(args, report, lambda: format_report(report))
     return 0

@@ -1,45 +1,30 @@
-"""`tritium estimate`: tokens/s, utilisation and joules/token of an array on a BitNet model."""
+"""Price every ternary matmul of a BitNet b1.58 model (prefill and decode) on an array
+configuration with the RTL-validated cycle model, a DRAM bandwidth and an energy table; report
+tokens/s, the DRAM roofline, utilisation and J/token."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..cliutil import add_array_args
+from .options import AUTO, CliError, add_array_args, add_json, emit, output_dir
+
+HELP = "estimate tokens/s and J/token of an array on a BitNet b1.58 model"
 
 # The model needs K up to 6912 (2B-4T down_proj) and a decode-sized array by default.
 ESTIMATE_DEFAULTS: dict[str, Any] = {"rows": 32, "cols": 32, "clock_mhz": 250.0}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "estimate",
-        help="estimate tokens/s and J/token of an array on a BitNet b1.58 model",
-        description="Price every ternary matmul of a BitNet b1.58 model (prefill and decode) "
-        "on an array configuration with the RTL-validated cycle model, a DRAM bandwidth and an "
-        "energy table; report tokens/s, the DRAM roofline, utilisation and J/token.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME_OR_DIR",
                    help="a named model (e.g. bitnet-b1.58-2B-4T) or a checkpoint folder "
                    "holding config.json")
-    add_array_args(p, **ESTIMATE_DEFAULTS)
-    # the array's own --dataflow, widened: "auto" lets the host pick per matmul
-    p.set_defaults(dataflow="auto")
-    for action in p._actions:
-        if action.dest == "dataflow":
-            action.help = ("dataflow per matmul: auto (the faster of ws and os for each "
-                           "matmul), ws or os (default: auto)")
-    # derived from --dram-gbps and --clock-mhz; None tells an explicit value apart
-    p.set_defaults(dram_bytes_per_cycle=None)
-    for action in p._actions:
-        if action.dest == "dram_bytes_per_cycle":
-            action.help = argparse.SUPPRESS
+    # The DRAM bandwidth comes from --dram-gbps and --clock-mhz: --dram-bytes-per-cycle is
+    # hidden and only there to be refused with a pointer to --dram-gbps.
+    add_array_args(p, auto_dataflow=True, hide=("dram_bytes_per_cycle",), dataflow=AUTO,
+                   **ESTIMATE_DEFAULTS)
     p.add_argument("--dram-gbps", type=float, required=True, metavar="B",
                    help="DRAM bandwidth in GB/s (10^9 bytes/s)")
     p.add_argument("--node-nm", type=float, default=None, metavar="N",
@@ -57,17 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "checkpoint's weights if the folder has them, else 1/3)")
     p.add_argument("--energy-table", type=Path, default=None, metavar="FILE",
                    help="JSON energy table (default: Horowitz 45 nm, shipped)")
-    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                   help="write the estimate as JSON to FILE (atomically), or to stdout with "
-                   "no FILE or '-'")
-    p.add_argument("--plot", type=Path, default=None, metavar="DIR",
-                   help="write PNG plots (per-layer cycles, roofline, energy) into DIR")
-    p.set_defaults(func=run)
+    add_json(p)
+    p.add_argument("--plot", type=output_dir, default=None, metavar="DIR",
+                   help="write PNG plots (per-layer cycles, roofline, energy) into DIR "
+                   "(created if missing)")
 
 
 def _positive(name: str, value: float) -> None:
-    from ..cli import CliError
-
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise CliError(f"{name} must be > 0, got {value:g}")
 
@@ -75,11 +56,10 @@ def _positive(name: str, value: float) -> None:
 def build(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import fields
 
-    from ..cli import CliError
     from ..golden.config import ArrayConfig
     from ..golden.energy import EnergyTable
     from ..golden.memory import MemoryConfig, os_bytes_per_cycle
-    from .estimate import (
+    from ..host.estimate import (
         DATAFLOW_CHOICES,
         EstimateConfig,
         array_bytes_per_cycle,
@@ -128,25 +108,6 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     return estimate(model, ecfg, table, nnz=nnz, nnz_source=source)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Temp file beside the target, then rename: a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        # mkstemp makes the file private; give it the permissions open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def summary(r: dict[str, Any]) -> str:
     c, d, p, e = r["config"], r["decode"], r["prefill"], r["energy"]
     a = c["array"]
@@ -177,16 +138,8 @@ def summary(r: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     result = build(args)
     if args.plot is not None:
-        from .plots import write_plots
+        from ..host.plots import write_plots
 
         result["plots"] = [str(p) for p in write_plots(result, args.plot)]
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    if args.json is not None:
-        write_json_atomic(Path(args.json), result)
-    print(summary(result))
-    if args.json is not None:
-        print(f"  json: {args.json}")
+    emit(args, result, lambda: summary(result))
     return 0

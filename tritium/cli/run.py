@@ -1,4 +1,7 @@
-"""`tritium run`: generate tokens from a BitNet checkpoint on a backend and report per layer."""
+"""Load a Hugging Face BitNet b1.58 checkpoint folder (config.json + *.safetensors), generate
+tokens greedily with every BitLinear matmul on the chosen backend (golden: NumPy; rtl: the
+Verilator-simulated accelerator; board: an FPGA over its serial link), and print the result
+and a per-layer report of tiles, cycles, MACs and zero-weight skips."""
 
 from __future__ import annotations
 
@@ -8,18 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cliutil import add_array_args, array_from_args, print_json
+from ..golden.config import ArrayConfig
+from .options import AUTO, CliError, add_array_args, add_json, array_from_args, emit, json_on_stdout
+
+HELP = "run a BitNet b1.58 checkpoint with every ternary matmul on a backend"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run a BitNet b1.58 checkpoint with every ternary matmul on a backend",
-        description="Load a Hugging Face BitNet b1.58 checkpoint folder (config.json + "
-        "*.safetensors), generate tokens greedily with every BitLinear matmul on the chosen "
-        "backend (golden: NumPy; rtl: the Verilator-simulated accelerator), and print the "
-        "result and a per-layer report of tiles, cycles, MACs and zero-weight skips.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", metavar="TEXT",
@@ -36,19 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-eos", action="store_true",
                    help="keep generating past an end-of-sequence token")
     add_array_args(p, auto_dataflow=True, rows=4, cols=4)
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=run)
+    add_json(p)
 
 
-def _parse_tokens(text: str) -> list[int]:
-    from ..cli import CliError
-
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise CliError(f"--tokens must be comma-separated integers, got {text!r}") from None
-    if not ids:
+def parse_tokens(text: str) -> list[int]:
+    """"1, 2,3" -> [1, 2, 3]; an empty or non-integer entry is an error naming it."""
+    entries = [t.strip() for t in text.split(",")]
+    if not any(entries):
         raise CliError("--tokens is empty: give at least one token id")
+    ids = []
+    for i, entry in enumerate(entries, 1):
+        try:
+            ids.append(int(entry))
+        except ValueError:
+            what = "empty" if entry == "" else f"{entry!r}"
+            raise CliError(f"--tokens must be comma-separated integers; entry {i} of "
+                           f"{text!r} is {what}") from None
     return ids
 
 
@@ -100,9 +101,8 @@ def projection_table(stats: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import CliError
-    from .backends import backend_names
-    from .model import BitNetModel
+    from ..host.backends import backend_names
+    from ..host.model import BitNetModel
 
     if args.backend not in backend_names():
         raise CliError(f"unknown backend {args.backend!r}; known backends: "
@@ -116,17 +116,18 @@ def run(args: argparse.Namespace) -> int:
         if not (model_dir / "tokenizer.json").is_file():
             raise CliError(f"--prompt needs {model_dir / 'tokenizer.json'}, which does not "
                            "exist; give token ids with --tokens instead")
-    prompt_ids = _parse_tokens(args.tokens) if args.tokens is not None else None
+    prompt_ids = parse_tokens(args.tokens) if args.tokens is not None else None
     opts: dict[str, Any] = {}
-    if args.dataflow == "auto":   # one array per dataflow; each matmul on the faster one
-        args.dataflow, opts["dataflow"] = "ws", "auto"
-    cfg = array_from_args(args)
+    auto = args.dataflow == AUTO
+    if auto:   # one array per dataflow; each matmul on the faster one
+        opts["dataflow"] = AUTO
+    cfg = array_from_args(args, dataflow="ws") if auto else array_from_args(args)
     if args.backend == "board":
         if not args.port:
             raise CliError("--backend board needs --port, the board's serial device")
         # The board reports its own array in its identification frame; run on that one.
         cfg, opts = None, {"port": args.port, "baud": args.baud}
-    show = not args.json
+    show = not json_on_stdout(args)
 
     if args.backend == "rtl" and show:
         print(f"rtl: building (or reusing) the Verilator model of {cfg.name()} ...",
@@ -137,11 +138,8 @@ def run(args: argparse.Namespace) -> int:
             bar.total = n
             bar.update(1)
 
-        try:
-            model = BitNetModel.from_pretrained(model_dir, backend=args.backend, array=cfg,
-                                                progress=loaded, **opts)
-        except RuntimeError as exc:   # the simulator's build or device (ToolchainError, ...)
-            raise CliError(f"backend {args.backend!r} failed: {exc}") from None
+        model = BitNetModel.from_pretrained(model_dir, backend=args.backend, array=cfg,
+                                            progress=loaded, **opts)
     load_s = time.perf_counter() - t0
     with model:
         ids = prompt_ids if prompt_ids is not None else model.encode(args.prompt)
@@ -169,23 +167,37 @@ def run(args: argparse.Namespace) -> int:
         "text": text,
         "seconds": {"load": round(load_s, 3), "generate": round(gen_s, 3)},
         "stats": stats,
+        "dataflow": AUTO if auto else cfg.dataflow,
         "dataflow_calls": getattr(model.backend, "dataflow_calls", None),
+        "dataflow_cycles": getattr(model.backend, "dataflow_cycles", None),
     }
-    if args.json:
-        print_json(result)
-        return 0
-    print(f"model   {model_dir}: {mcfg.num_hidden_layers} layers, hidden {mcfg.hidden_size}, "
-          f"vocab {mcfg.vocab_size}")
-    print(f"backend {args.backend} on {cfg.name()} ({cfg.rows}x{cfg.cols} PEs)")
-    if text is not None:
-        print(f"prompt  {prompt_text!r} ({len(ids)} tokens)")
-        print(f"output  {text!r}")
-    print(f"tokens  {', '.join(map(str, ids))} -> {', '.join(map(str, new))}")
-    rate = len(new) / gen_s if gen_s > 0 else float("inf")
-    print(f"time    load {load_s:.2f} s, generate {gen_s:.2f} s ({rate:.2f} tokens/s); "
-          f"backend {stats['backend_seconds']:.2f} s, CPU ops {stats['cpu_seconds']:.2f} s")
-    print()
-    print(report_table(stats))
-    print()
-    print(projection_table(stats))
+    emit(args, result, lambda: _report(result, cfg, gen_s))
     return 0
+
+
+def _report(r: dict[str, Any], cfg: ArrayConfig, gen_s: float) -> str:
+    m, a, stats = r["config"], r["array"], r["stats"]
+    ids, new = r["prompt_tokens"], r["new_tokens"]
+    lines = [f"model   {r['model']}: {m['layers']} layers, hidden {m['hidden']}, "
+             f"vocab {m['vocab']}"]
+    if r["dataflow"] == AUTO:
+        # The arrays share every option but the dataflow; say where the matmuls went.
+        split = ", ".join(
+            f"{df} {calls:,} matmuls / {r['dataflow_cycles'][df]:,} cycles"
+            if r["dataflow_cycles"] else f"{df} {calls:,} matmuls"
+            for df, calls in r["dataflow_calls"].items())
+        lines.append(f"backend {r['backend']} on {a['rows']}x{a['cols']} PEs, "
+                     f"a{a['act_bits']} acc{a['acc_bits']}, dataflow auto: {split}")
+    else:
+        lines.append(f"backend {r['backend']} on {cfg.name()} "
+                     f"({a['rows']}x{a['cols']} PEs)")
+    if r["text"] is not None:
+        lines.append(f"prompt  {r['prompt_text']!r} ({len(ids)} tokens)")
+        lines.append(f"output  {r['text']!r}")
+    lines.append(f"tokens  {', '.join(map(str, ids))} -> {', '.join(map(str, new))}")
+    rate = len(new) / gen_s if gen_s > 0 else float("inf")
+    sec = r["seconds"]
+    lines.append(f"time    load {sec['load']:.2f} s, generate {sec['generate']:.2f} s "
+                 f"({rate:.2f} tokens/s); backend {stats['backend_seconds']:.2f} s, CPU ops "
+                 f"{stats['cpu_seconds']:.2f} s")
+    return "\n\n".join(["\n".join(lines), report_table(stats), projection_table(stats)])
