@@ -32,7 +32,8 @@ from ..golden.memory import (
     gemm_cost,
     os_bytes_per_cycle,
 )
-from ..golden.models import ModelShape, resolve_model
+from ..golden.models import ModelShape
+from .arch import resolve_model
 
 DATAFLOW_CHOICES = ("auto", "ws", "os")
 DEFAULT_ZERO_FRACTION = 1 / 3
