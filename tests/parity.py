@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from tritium.host import BitNetModel
@@ -187,3 +188,25 @@ def check_greedy(ours: BitNetModel, hf: Any, spec: ModelSpec) -> None:
         assert ours.generate(ids, max_new_tokens=8) == want
     finally:
         ties.close()
+
+
+def parity_suite(cases: dict[str, tuple[ModelSpec, dict[str, Any]]]) -> tuple[Any, ...]:
+    """The `pair` fixture (one per case) and the logits and greedy tests over it, for a test
+    module to bind to its own names so that pytest collects them there."""
+
+    @pytest.fixture(scope="module", params=sorted(cases))
+    def pair(request, tmp_path_factory):
+        with torch_eager():
+            ours, hf, spec = make_pair(cases, request.param,
+                                       tmp_path_factory.mktemp(request.param))
+            yield ours, hf, spec
+            ours.close()
+
+    @pytest.mark.parametrize("length", [1, 11])
+    def test_logits_match_transformers(pair, length) -> None:
+        check_logits(*pair, length)
+
+    def test_greedy_tokens_match_transformers(pair) -> None:
+        check_greedy(*pair)
+
+    return pair, test_logits_match_transformers, test_greedy_tokens_match_transformers

@@ -20,7 +20,7 @@ import torch
 
 from tritium.host.synthetic import ModelSpec
 
-from .parity import check_greedy, check_logits, make_pair, torch_eager
+from .parity import parity_suite
 
 CASES = {
     # grouped-query attention (2 query heads per KV head), tied, head_dim 24, intermediate 200
@@ -45,21 +45,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def pair(request, tmp_path_factory):
-    with torch_eager():
-        ours, hf, spec = make_pair(CASES, request.param, tmp_path_factory.mktemp(request.param))
-        yield ours, hf, spec
-        ours.close()
-
-
-@pytest.mark.parametrize("length", [1, 11])
-def test_logits_match_transformers(pair, length) -> None:
-    check_logits(*pair, length)
-
-
-def test_greedy_tokens_match_transformers(pair) -> None:
-    check_greedy(*pair)
+pair, test_logits_match_transformers, test_greedy_tokens_match_transformers = \
+    parity_suite(CASES)
 
 
 def test_quantised_codes_match_transformers(pair) -> None:

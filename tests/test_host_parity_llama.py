@@ -11,11 +11,9 @@ stores out_features // 4 packed rows, so every out_features here is a multiple o
 
 from __future__ import annotations
 
-import pytest
-
 from tritium.host.synthetic import ModelSpec
 
-from .parity import check_greedy, check_logits, make_pair, torch_eager
+from .parity import parity_suite
 
 
 def llama(**kw) -> ModelSpec:
@@ -44,21 +42,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def pair(request, tmp_path_factory):
-    with torch_eager():
-        ours, hf, spec = make_pair(CASES, request.param, tmp_path_factory.mktemp(request.param))
-        yield ours, hf, spec
-        ours.close()
-
-
-@pytest.mark.parametrize("length", [1, 11])
-def test_logits_match_transformers(pair, length) -> None:
-    check_logits(*pair, length)
-
-
-def test_greedy_tokens_match_transformers(pair) -> None:
-    check_greedy(*pair)
+pair, test_logits_match_transformers, test_greedy_tokens_match_transformers = \
+    parity_suite(CASES)
 
 
 def test_llama_layers_are_bitlinears(pair) -> None:

@@ -2,7 +2,8 @@
 flavour its quantization_config names (linear_class).
 
 Each architecture is one module (bitnet.py, llama_bitnet.py) holding its config defaults, its
-tensor names and its forward pass; adding one means a new module and one line in ARCHITECTURES.
+tensor names and its forward pass (the names Architecture.of reads); adding one means a new
+module and its name in ARCHITECTURES.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["LINEARS", "PROJECTIONS", "Architecture", "LayerRun", "ModelConfig",
            "QuantSettings", "REGISTRY", "known_models", "lookup", "read_config_dict",
            "read_config_json", "resolve_model", "supported"]
 
-ARCHITECTURES: tuple[Architecture, ...] = (bitnet.ARCH, llama_bitnet.ARCH)
+ARCHITECTURES: tuple[Architecture, ...] = tuple(map(Architecture.of, (bitnet, llama_bitnet)))
 REGISTRY: dict[tuple[str, str], Architecture] = {
     (a.model_type, lc): a for a in ARCHITECTURES for lc in a.linear_classes}
 

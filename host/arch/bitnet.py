@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import ops
 from ..safetensors import CheckpointError
-from .config import Architecture, LayerRun, ModelConfig
+from .config import LayerRun, ModelConfig, preset_table
 
 # transformers' BitNetConfig defaults (the 2B-4T values), used where config.json is silent
 DEFAULTS: dict[str, Any] = {
@@ -61,23 +61,15 @@ def check(c: dict[str, Any], source: str) -> None:
     c["mlp_bias"] = False   # BitNetMLP has no bias, whatever config.json says
 
 
-ARCH = Architecture(
-    model_type="bitnet",
-    description="BitNet b1.58, linear_class autobitlinear or bitlinear",
-    defaults=DEFAULTS,
-    linear_classes=("autobitlinear", "bitlinear"),
-    hidden_acts=("relu2",),
-    layer_norms=layer_norms,
-    block=block,
-    check=check,
-    needs_quantization_config=False,   # float master weights are quantised on load
-    presets={
-        "bitnet-b1.58-2B-4T": (
-            {"hidden_size": 2560, "intermediate_size": 6912, "num_hidden_layers": 30,
-             "num_attention_heads": 20, "num_key_value_heads": 5, "vocab_size": 128256,
-             "max_position_embeddings": 4096, "tie_word_embeddings": True,
-             "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
-                                     "quantization_mode": "offline"}},
-            "microsoft/bitnet-b1.58-2B-4T config.json"),
-    },
-)
+MODEL_TYPE = "bitnet"
+DESCRIPTION = "BitNet b1.58, linear_class autobitlinear or bitlinear"
+LINEAR_CLASSES = ("autobitlinear", "bitlinear")
+HIDDEN_ACTS = ("relu2",)
+NEEDS_QUANTIZATION_CONFIG = False   # float master weights are quantised on load
+PRESETS = preset_table(
+    ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+     "num_key_value_heads", "vocab_size", "max_position_embeddings", "tie_word_embeddings"),
+    [("bitnet-b1.58-2B-4T", 2560, 6912, 30, 20, 5, 128256, 4096, True,
+      "microsoft/bitnet-b1.58-2B-4T config.json")],
+    quantization_config={"quant_method": "bitnet", "linear_class": "autobitlinear",
+                         "quantization_mode": "offline"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,7 +46,9 @@ class LayerRun(Protocol):
 @dataclass(frozen=True)
 class Architecture:
     """One model architecture, as a table entry: the registry in host/arch/__init__.py holds
-    one per (model_type, linear_class)."""
+    one per (model_type, linear_class). `of(module)` builds it from an architecture module's
+    names: MODEL_TYPE, DESCRIPTION, DEFAULTS, LINEAR_CLASSES, HIDDEN_ACTS, layer_norms, block,
+    check, and optionally NEEDS_QUANTIZATION_CONFIG and PRESETS."""
 
     model_type: str
     description: str
@@ -59,6 +62,21 @@ class Architecture:
     needs_quantization_config: bool = True
     # published checkpoints: name -> (the config.json keys that fix the shape, where from)
     presets: Mapping[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, module: ModuleType) -> Architecture:
+        return cls(module.MODEL_TYPE, module.DESCRIPTION, module.DEFAULTS, module.LINEAR_CLASSES,
+                   module.HIDDEN_ACTS, module.layer_norms, module.block, module.check,
+                   getattr(module, "NEEDS_QUANTIZATION_CONFIG", True),
+                   getattr(module, "PRESETS", {}))
+
+
+def preset_table(keys: tuple[str, ...], rows: list[tuple[Any, ...]], **common: Any
+                 ) -> dict[str, tuple[dict[str, Any], str]]:
+    """Named presets from rows of (name, *values of keys, source), each with the common keys:
+    name -> (config.json keys, where the values come from)."""
+    return {name: ({**dict(zip(keys, values, strict=True)), **common}, source)
+            for name, *values, source in rows}
 
 
 @dataclass(frozen=True)

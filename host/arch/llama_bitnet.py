@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import ops
 from ..safetensors import CheckpointError
-from .config import Architecture, LayerRun, ModelConfig
+from .config import LayerRun, ModelConfig, preset_table
 
 # transformers' LlamaConfig defaults, used where config.json is silent
 DEFAULTS: dict[str, Any] = {
@@ -57,30 +57,16 @@ def check(c: dict[str, Any], source: str) -> None:
                               "supported; expected 1")
 
 
-_BITLINEAR = {"quant_method": "bitnet", "linear_class": "bitlinear"}
-
-ARCH = Architecture(
-    model_type="llama",
-    description="Llama with quantization_config quant_method bitnet, e.g. Falcon3-*-1.58bit",
-    defaults=DEFAULTS,
-    linear_classes=("bitlinear", "autobitlinear"),
-    hidden_acts=("silu",),
-    layer_norms=layer_norms,
-    block=block,
-    check=check,
-    # the 1bitLLM reproductions of the BitNet b1.58 paper: Llama-shaped, no GQA
-    presets={
-        "bitnet_b1_58-large": (
-            {"hidden_size": 1536, "intermediate_size": 4096, "num_hidden_layers": 24,
-             "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 32002,
-             "max_position_embeddings": 2048, "tie_word_embeddings": False,
-             "quantization_config": _BITLINEAR},
-            "1bitLLM/bitnet_b1_58-large config.json"),
-        "bitnet_b1_58-3B": (
-            {"hidden_size": 3200, "intermediate_size": 8640, "num_hidden_layers": 26,
-             "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32002,
-             "max_position_embeddings": 2048, "tie_word_embeddings": False,
-             "quantization_config": _BITLINEAR},
-            "1bitLLM/bitnet_b1_58-3B config.json"),
-    },
-)
+MODEL_TYPE = "llama"
+DESCRIPTION = "Llama with quantization_config quant_method bitnet, e.g. Falcon3-*-1.58bit"
+LINEAR_CLASSES = ("bitlinear", "autobitlinear")
+HIDDEN_ACTS = ("silu",)
+# the 1bitLLM reproductions of the BitNet b1.58 paper: Llama-shaped, no GQA
+PRESETS = preset_table(
+    ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+     "num_key_value_heads", "vocab_size", "max_position_embeddings", "tie_word_embeddings"),
+    [("bitnet_b1_58-large", 1536, 4096, 24, 16, 16, 32002, 2048, False,
+      "1bitLLM/bitnet_b1_58-large config.json"),
+     ("bitnet_b1_58-3B", 3200, 8640, 26, 32, 32, 32002, 2048, False,
+      "1bitLLM/bitnet_b1_58-3B config.json")],
+    quantization_config={"quant_method": "bitnet", "linear_class": "bitlinear"})
