@@ -186,6 +186,8 @@ def test_llama_needs_a_bitnet_quantization_config(tmp_path: Path, small: Path) -
      "hidden_act 'relu2' is not supported; llama uses 'silu'"),
     ({"model_type": "llama", "hidden_act": "silu", "mlp_bias": True},
      "attention_bias/mlp_bias with linear_class \"autobitlinear\" is not supported"),
+    ({"quantization_config": {"quant_method": "bitnet", "modules_to_not_convert": [
+        "lm_head", "model.layers.0.mlp.up_proj"]}}, "modules_to_not_convert .* is not supported"),
     ({"num_hidden_layers": 10**9}, "num_hidden_layers=1000000000 is implausible"),
     ({"num_hidden_layers": 5}, r"num_hidden_layers=5 but the checkpoint .* holds tensors of 2 "
                                r"layer\(s\); 'model.layers.2.\*' is missing"),
@@ -215,6 +217,21 @@ def test_missing_tensors_are_named(tmp_path: Path, small: Path) -> None:
         BitNetModel.from_pretrained(ck)
     assert "'model.layers.1.mlp.up_proj.weight'" in str(info.value)
     assert "'model.norm.weight'" in str(info.value)
+
+
+def test_llama_bias_and_linear_norm_tensors_are_named(tmp_path: Path) -> None:
+    ck = write_random_checkpoint(tmp_path / "l", model_type="llama", bias=True,
+                                 use_rms_norm=True, **SMALL)
+    with BitNetModel.from_pretrained(ck) as m:
+        lin = m._layers[1].linears["up_proj"]
+        assert lin.divide and lin.bias.shape == (48,) and lin.norm.shape == (32,)
+    rewrite(ck / "model.safetensors", lambda t, d: [t.pop("model.layers.1.mlp.up_proj.bias"),
+                                                    t.pop("model.layers.0.self_attn.o_proj"
+                                                          ".rms_norm.weight")])
+    with pytest.raises(CheckpointError, match="missing 2 tensor") as info:
+        BitNetModel.from_pretrained(ck)
+    assert "'model.layers.1.mlp.up_proj.bias'" in str(info.value)
+    assert "'model.layers.0.self_attn.o_proj.rms_norm.weight'" in str(info.value)
 
 
 def test_untied_checkpoint_needs_lm_head(tmp_path: Path, small: Path) -> None:

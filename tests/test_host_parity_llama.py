@@ -59,3 +59,20 @@ def test_llama_layers_are_bitlinears(pair) -> None:
     assert type(hf).__name__ == "LlamaForCausalLM" and ours.config.model_type == "llama"
     assert not hasattr(layer.self_attn, "attn_sub_norm")
     assert hf.config.hidden_act == ours.config.hidden_act == "silu"
+
+
+def test_tritiums_own_writer_loads_in_transformers(tmp_path) -> None:
+    """host/synthetic.py's Llama-BitNet checkpoints (its own safetensors writer and packer) are
+    ones transformers loads and runs to the same logits."""
+    from tritium.host import BitNetModel
+    from tritium.host.hf_reference import hf_reference
+    from tritium.host.synthetic import write_random_checkpoint
+
+    from .parity import check_logits, torch_eager
+
+    ck = write_random_checkpoint(tmp_path / "own", hidden=48, intermediate=100, layers=2, heads=4,
+                                 kv_heads=2, vocab=90, tied=False, seed=11, model_type="llama",
+                                 bias=True, use_rms_norm=True)
+    spec = ModelSpec(hidden=48, intermediate=100, layers=2, heads=4, kv_heads=2, vocab=90)
+    with torch_eager(), BitNetModel.from_pretrained(ck) as ours:
+        check_logits(ours, hf_reference(ck), spec, 9)

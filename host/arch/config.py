@@ -216,6 +216,11 @@ def read_quantization(qc: Any, source: str) -> QuantSettings | None:
     if q.mode not in ("offline", "online"):
         raise CheckpointError(f"{where}.quantization_mode {q.mode!r} must be \"offline\" or "
                               "\"online\"")
+    skip = qc.get("modules_to_not_convert") or []
+    if not isinstance(skip, list) or [m for m in skip if m != "lm_head"]:
+        raise CheckpointError(f"{where}.modules_to_not_convert {skip!r} is not supported: "
+                              "tritium runs every decoder linear as a BitLinear (only "
+                              "\"lm_head\" may be listed)")
     if not isinstance(q.use_rms_norm, bool):
         raise CheckpointError(f"{where}.use_rms_norm must be true or false, got "
                               f"{q.use_rms_norm!r}")
