@@ -150,7 +150,7 @@ def measure_nnz(directory: str | Path, model: ModelShape) -> list[dict[str, int]
     the padding of a short last block holds code 0, so it is never miscounted); float master
     weights are quantised as the runtime does and then counted.
     """
-    from .checkpoint import load_linear, read_config
+    from .weights import load_linear, read_config
 
     ckpt, cfg = read_config(directory)
     try:

@@ -28,7 +28,8 @@ from ..golden.quant import dequantize, quantize_activations
 from . import ops
 from .arch import PROJECTIONS, ModelConfig
 from .backends import Backend, Prepared, make_backend
-from .checkpoint import Checkpoint, FloatMatrix, iter_layers, read_config
+from .checkpoint import Checkpoint
+from .weights import FloatMatrix, iter_layers, read_config
 
 
 @dataclass

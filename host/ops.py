@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .checkpoint import FloatMatrix
+    from .weights import FloatMatrix
 
 _POOL: ThreadPoolExecutor | None = None
 

@@ -12,9 +12,9 @@ import pytest
 from tritium.golden import ArrayConfig, InputError
 from tritium.golden.cycles import gemm_events_from_nnz
 from tritium.host import BitNetModel
-from tritium.host.checkpoint import FloatMatrix
 from tritium.host.model import PROJECTIONS
 from tritium.host.synthetic import write_random_checkpoint
+from tritium.host.weights import FloatMatrix
 
 SPEC = dict(hidden=48, intermediate=100, layers=2, heads=4, kv_heads=2, vocab=64)
 
