@@ -176,7 +176,7 @@ class BitNetModel:
         self._ckpt = checkpoint
         self._inv_freq = ops.rope_inv_freq(config.head_dim, config.rope_theta)
         self.stats = ModelStats.empty(backend.name, backend.array, config.num_hidden_layers,
-                                      [n.split(".")[-1] for n in config.linear_shapes()])
+                                      config.projections)
 
     # -- loading ------------------------------------------------------------------------------
 

@@ -131,6 +131,11 @@ class ModelConfig:
         return dict(zip(LINEARS, ((q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)),
                         strict=True))
 
+    @property
+    def projections(self) -> tuple[str, ...]:
+        """The BitLinears' short names ("q_proj", ...), in the order a layer runs them."""
+        return tuple(full.split(".")[-1] for full in self.linear_shapes())
+
     def has_bias(self, linear: str) -> bool:
         return self.attention_bias if linear in ATTENTION_LINEARS else self.mlp_bias
 
@@ -154,8 +159,8 @@ class ModelConfig:
 
     def shape(self, name: str, source: str = "") -> ModelShape:
         """The estimator's shape record of this model."""
-        layer = tuple(Matmul(full.split(".")[-1], k, n)
-                      for full, (n, k) in self.linear_shapes().items())
+        layer = tuple(Matmul(proj, k, n) for proj, (n, k) in
+                      zip(self.projections, self.linear_shapes().values(), strict=True))
         return ModelShape(
             name=name, model_type=self.model_type, hidden_size=self.hidden_size,
             intermediate_size=self.intermediate_size, num_hidden_layers=self.num_hidden_layers,
