@@ -57,10 +57,6 @@ class ModelShape:
         if not self.layer:
             raise InputError(f"model {self.name}: a layer needs at least one matmul")
 
-    @property
-    def hd(self) -> int:
-        return self.head_dim
-
     def matmuls(self) -> list[Matmul]:
         """The BitLinears of one layer, in the order the layer runs them."""
         return list(self.layer)

@@ -85,13 +85,6 @@ class ModelSpec:
         """The runtime's reading of config(): tensor names and shapes come from here."""
         return read_config_dict(self.config(packed=packed), f"{self.model_type} spec")
 
-    @property
-    def hd(self) -> int:
-        return self.model_config().head_dim
-
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        return self.model_config().linear_shapes()
-
 
 @dataclass
 class RandomWeights:
