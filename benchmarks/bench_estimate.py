@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tritium.cli import main
 from tritium.golden import ArrayConfig
-from tritium.golden.models import resolve_model
+from tritium.host.arch import resolve_model
 from tritium.host.estimate import EstimateConfig, estimate
 
 LIMIT_S = 2.0

@@ -108,37 +108,6 @@ def child_tritium(path: Path, prompt: list[int], new: int) -> dict:
             "prefill_s": stamps[0] - t1, "decode_s": stamps[-1] - stamps[0], "tokens": tokens}
 
 
-def hf_model(path: Path):
-    import torch
-    from safetensors.torch import load_file
-    from transformers import BitNetConfig, BitNetForCausalLM
-    from transformers.integrations.bitnet import replace_with_bitnet_linear, unpack_weights
-    from transformers.models.bitnet.modeling_bitnet import BitNetRotaryEmbedding
-    from transformers.utils.quantization_config import BitNetQuantConfig
-
-    config = BitNetConfig.from_pretrained(path)
-    config._attn_implementation = "eager"
-    qc = BitNetQuantConfig(**config.quantization_config)
-    # built on the meta device so that no random float32 weights are allocated first
-    with torch.device("meta"):
-        model = BitNetForCausalLM(config)
-    replace_with_bitnet_linear(model, modules_to_not_convert=["lm_head"], quantization_config=qc)
-    modules = dict(model.named_modules())
-    state = {}
-    for f in sorted(path.glob("*.safetensors")):
-        for name, t in load_file(f).items():
-            if t.dtype == torch.uint8:
-                t = unpack_weights(t, dtype=torch.float32)   # BitNetDeserialize
-                assert t.shape[0] == modules[name.rsplit(".", 1)[0]].out_features
-            else:
-                t = t.float()
-            state[name] = t
-    model.load_state_dict(state, strict=False, assign=True)
-    model.lm_head.weight = model.model.embed_tokens.weight   # tied
-    model.model.rotary_emb = BitNetRotaryEmbedding(config)   # its buffers were on meta
-    return model.eval()
-
-
 def child_transformers(path: Path, prompt: list[int], new: int) -> dict:
     import torch
     import torch._dynamo
@@ -146,7 +115,9 @@ def child_transformers(path: Path, prompt: list[int], new: int) -> dict:
     torch._dynamo.config.disable = True
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
-    model = hf_model(path)
+    from tritium.host.hf_reference import hf_reference
+
+    model = hf_reference(path, meta=True)
     load_s = time.perf_counter() - t0
     rss_load = rss_gib()
     stamps: list[float] = []

@@ -32,7 +32,8 @@ from ..golden.memory import (
     gemm_cost,
     os_bytes_per_cycle,
 )
-from ..golden.models import ModelShape, resolve_model
+from ..golden.models import ModelShape
+from .arch import resolve_model
 
 DATAFLOW_CHOICES = ("auto", "ws", "os")
 DEFAULT_ZERO_FRACTION = 1 / 3
@@ -149,7 +150,7 @@ def measure_nnz(directory: str | Path, model: ModelShape) -> list[dict[str, int]
     the padding of a short last block holds code 0, so it is never miscounted); float master
     weights are quantised as the runtime does and then counted.
     """
-    from .checkpoint import load_linear, read_config
+    from .weights import load_linear, read_config
 
     ckpt, cfg = read_config(directory)
     try:

@@ -1,14 +1,10 @@
-"""BitNetModel: a BitNet b1.58 checkpoint run with every BitLinear matmul on a Backend.
+"""BitNetModel: a ternary decoder checkpoint run with every BitLinear matmul on a Backend.
 
-One file, one model, in the structure of transformers' `modeling_bitnet.py`:
-
-    x = embed_tokens(ids)
-    for each layer:
-        x = x + o_proj(attn_sub_norm(attention(rope(q_proj(h), k_proj(h)), v_proj(h))))
-            with h = input_layernorm(x)
-        x = x + down_proj(ffn_sub_norm(relu(gate_proj(h))**2 * up_proj(h)))
-            with h = post_attention_layernorm(x)
-    logits = lm_head(norm(x))
+The model is architecture-generic: config.json's model_type (and quantization_config) picks a
+table entry in host/arch, which names the tensors and holds one layer's forward pass (see
+host/arch/bitnet.py and host/arch/llama_bitnet.py); this file loads the weights, runs the
+embedding, the layers, the final norm and the LM head, and gives each layer's block what it
+calls: norms, BitLinears, attention with RoPE and the KV cache.
 
 Each BitLinear quantises its input per token to int8 (absmax), hands the int8 matrix to the
 backend, and dequantises the int32 result with the activation and weight scales. Everything
@@ -30,21 +26,17 @@ from ..golden.config import ArrayConfig
 from ..golden.cycles import Events
 from ..golden.quant import dequantize, quantize_activations
 from . import ops
+from .arch import PROJECTIONS, ModelConfig
 from .backends import Backend, Prepared, make_backend
-from .checkpoint import Checkpoint, FloatMatrix, ModelConfig, iter_layers, read_config
-
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from .checkpoint import Checkpoint
+from .weights import FloatMatrix, iter_layers, read_config
 
 
 @dataclass
-class ProjStats:
+class ProjStats(Events):
     """What one projection cost: calls, the array's events, and wall time in the backend."""
 
     calls: int = 0
-    tiles: int = 0
-    cycles: int = 0
-    macs: int = 0
-    zero_skips: int = 0
     seconds: float = 0.0
     events_known: bool = True    # False once a backend returned no events
 
@@ -54,26 +46,20 @@ class ProjStats:
         if events is None:
             self.events_known = False
             return
-        self.tiles += events.tiles
-        self.cycles += events.cycles
-        self.macs += events.macs
-        self.zero_skips += events.zero_skips
+        super().__iadd__(events)
 
-    def __iadd__(self, other: ProjStats) -> ProjStats:
-        self.calls += other.calls
-        self.tiles += other.tiles
-        self.cycles += other.cycles
-        self.macs += other.macs
-        self.zero_skips += other.zero_skips
-        self.seconds += other.seconds
-        self.events_known = self.events_known and other.events_known
+    def __iadd__(self, other: Events) -> ProjStats:
+        super().__iadd__(other)
+        if isinstance(other, ProjStats):
+            self.calls += other.calls
+            self.seconds += other.seconds
+            self.events_known = self.events_known and other.events_known
         return self
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"calls": self.calls}
         if self.events_known:
-            d.update(tiles=self.tiles, cycles=self.cycles, macs=self.macs,
-                     zero_skips=self.zero_skips)
+            d.update(super().as_dict())
         d["seconds"] = round(self.seconds, 6)
         return d
 
@@ -94,8 +80,9 @@ class ModelStats:
     seconds: float = 0.0      # wall time of all forward passes
 
     @classmethod
-    def empty(cls, backend: str, array: ArrayConfig, n_layers: int) -> ModelStats:
-        return cls(backend, array, [{p: ProjStats() for p in PROJECTIONS}
+    def empty(cls, backend: str, array: ArrayConfig, n_layers: int,
+              projections: Sequence[str] = PROJECTIONS) -> ModelStats:
+        return cls(backend, array, [{p: ProjStats() for p in projections}
                                     for _ in range(n_layers)])
 
     def layer(self, i: int) -> ProjStats:
@@ -149,6 +136,8 @@ class _Linear:
     prepared: Prepared
     scale: float
     divide: bool      # linear_class "bitlinear": y = acc / (weight_scale * act_scale)
+    bias: np.ndarray | None = None
+    norm: np.ndarray | None = None    # quantization_config.use_rms_norm
 
 
 @dataclass
@@ -161,7 +150,8 @@ ProgressFn = Callable[[int, int], None]
 
 
 class BitNetModel:
-    """A loaded BitNet b1.58 model. Use `from_pretrained`; close() (or `with`) frees the backend.
+    """A loaded ternary model of any registered architecture (BitNet b1.58, Llama + BitNet).
+    Use `from_pretrained`; close() (or `with`) frees the backend.
 
     >>> m = BitNetModel.from_pretrained(path, backend="golden")
     >>> m.logits([1, 2, 3]).shape          # (3, vocab), float32
@@ -173,6 +163,7 @@ class BitNetModel:
                  checkpoint: Checkpoint | None = None, tokenizer: Any = None,
                  path: Path | None = None, tokenizer_problem: str | None = None) -> None:
         self.config = config
+        self.arch = config.arch
         self._closed = False
         self._tokenizer_problem = tokenizer_problem
         self.backend = backend
@@ -184,7 +175,8 @@ class BitNetModel:
         self._final_norm = final_norm
         self._ckpt = checkpoint
         self._inv_freq = ops.rope_inv_freq(config.head_dim, config.rope_theta)
-        self.stats = ModelStats.empty(backend.name, backend.array, config.num_hidden_layers)
+        self.stats = ModelStats.empty(backend.name, backend.array, config.num_hidden_layers,
+                                      config.projections)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -192,7 +184,8 @@ class BitNetModel:
     def from_pretrained(cls, path: str | Path, backend: str | Backend = "golden",
                         array: ArrayConfig | None = None, *,
                         progress: ProgressFn | None = None, **backend_opts: Any) -> BitNetModel:
-        """Load a Hugging Face BitNet checkpoint folder and prepare every weight on a backend.
+        """Load a Hugging Face checkpoint folder of any registered architecture and prepare
+        every weight on a backend.
 
         backend: a name ("golden", "rtl", ...) made with `array` (default: a 4x4 array with
         32-bit accumulators) and backend_opts, or a Backend instance (which the model then owns
@@ -218,7 +211,7 @@ class BitNetModel:
                 for full, lin in lw.linears.items():
                     proj = full.split(".")[-1]
                     prep = be.prepare(lin.w, name=f"model.layers.{lw.index}.{full}")
-                    linears[proj] = _Linear(prep, lin.scale, lin.divide)
+                    linears[proj] = _Linear(prep, lin.scale, lin.divide, lin.bias, lin.norm)
                 norms = {n.split(".")[-1]: w for n, w in lw.norms.items()}
                 layers.append(_Layer(norms, linears))
                 if progress:
@@ -241,9 +234,17 @@ class BitNetModel:
                              f"{ids.shape}")
         if ids.size == 0:
             raise InputError("token_ids is empty: the prompt needs at least one token")
-        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
-            raise InputError(f"token ids must be integers, got dtype {ids.dtype}")
         vocab = self.config.vocab_size
+        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+            # an object array holds Python ints too large for int64 (e.g. 10**30): range-check
+            # them here; anything else that is not an integer is named
+            for i, v in enumerate(ids.tolist()):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise InputError(f"token ids must be integers, got {v!r} at position {i}")
+                if not 0 <= v < vocab:
+                    raise InputError(f"token id {v} at position {i} is outside the vocabulary "
+                                     f"of {self._name}: valid ids are 0..{vocab - 1}")
+            ids = ids.astype(np.int64)
         bad = (ids < 0) | (ids >= vocab)
         if bad.any():
             i = int(np.argmax(bad))
@@ -262,42 +263,22 @@ class BitNetModel:
         acc, events = self.backend.matmul(q, lin.prepared)
         self.stats.layers[li][proj].add(events, time.perf_counter() - t0)
         if lin.divide:
-            return acc.astype(np.float32) / (np.float32(lin.scale) * s)
-        return dequantize(acc, s, lin.scale)
+            y = acc.astype(np.float32) / (np.float32(lin.scale) * s)
+        else:
+            y = dequantize(acc, s, lin.scale)
+        return y if lin.bias is None else y + lin.bias
 
     def _forward(self, ids: np.ndarray, cache: ops.KVCache) -> np.ndarray:
         """Final-normed hidden states [T, hidden] of ids at positions cache.length onward."""
-        cfg = self.config
         t0 = time.perf_counter()
-        start, t = cache.length, ids.size
-        heads, kv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        eps = cfg.rms_norm_eps
-        cos, sin = ops.rope_cos_sin(np.arange(start, start + t), self._inv_freq)
+        run = _LayerRun(self, cache, ids.size)
         x = self._embed.rows(ids)
-        for li, layer in enumerate(self._layers):
-            n = layer.norms
-            h = ops.rms_norm(x, n["input_layernorm"], eps)
-            # q, k and v see the same input: quantise it once (identical codes and scales)
-            hq, hs = quantize_activations(h)
-            q = self._linear(li, "q_proj", hq, hs).reshape(t, heads, hd).transpose(1, 0, 2)
-            k = self._linear(li, "k_proj", hq, hs).reshape(t, kv, hd).transpose(1, 0, 2)
-            v = self._linear(li, "v_proj", hq, hs).reshape(t, kv, hd).transpose(1, 0, 2)
-            q = ops.apply_rope(q, cos, sin)
-            k = ops.apply_rope(k, cos, sin)
-            k_all, v_all = cache.update(li, k, v)
-            a = ops.attention(q, k_all, v_all, start, hd ** -0.5)
-            a = ops.rms_norm(a, n["attn_sub_norm"], eps)
-            x = x + self._linear(li, "o_proj", *quantize_activations(a))
-
-            h = ops.rms_norm(x, n["post_attention_layernorm"], eps)
-            hq, hs = quantize_activations(h)
-            g = self._linear(li, "gate_proj", hq, hs)
-            u = self._linear(li, "up_proj", hq, hs)
-            f = ops.rms_norm(ops.relu2(g) * u, n["ffn_sub_norm"], eps)
-            x = x + self._linear(li, "down_proj", *quantize_activations(f))
-        cache.length += t
-        out = ops.rms_norm(x, self._final_norm, eps)
-        self.stats.tokens += t
+        for li in range(len(self._layers)):
+            run.li = li
+            x = self.arch.block(run, x)
+        cache.length += ids.size
+        out = ops.rms_norm(x, self._final_norm, self.config.rms_norm_eps)
+        self.stats.tokens += ids.size
         self.stats.forward_passes += 1
         self.stats.seconds += time.perf_counter() - t0
         return out
@@ -390,6 +371,47 @@ class BitNetModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _LayerRun:
+    """What an architecture's block calls for layer `li` of one forward pass (arch.LayerRun)."""
+
+    def __init__(self, model: BitNetModel, cache: ops.KVCache, t: int) -> None:
+        self.model, self.cache, self.t, self.li = model, cache, t, 0
+        self.start = cache.length
+        self.cos, self.sin = ops.rope_cos_sin(np.arange(self.start, self.start + t),
+                                              model._inv_freq)
+
+    def norm(self, name: str, x: np.ndarray) -> np.ndarray:
+        weight = self.model._layers[self.li].norms[name]
+        return ops.rms_norm(x, weight, self.model.config.rms_norm_eps)
+
+    def linears(self, names: tuple[str, ...], x: np.ndarray) -> list[np.ndarray]:
+        layer = self.model._layers[self.li]
+        shared: tuple[np.ndarray, np.ndarray] | None = None
+        out = []
+        for proj in names:
+            norm = layer.linears[proj].norm
+            if norm is not None:
+                qs = quantize_activations(
+                    ops.rms_norm(x, norm, self.model.config.linear_rms_norm_eps))
+            else:
+                # linears that see the same input share its quantisation (identical codes)
+                shared = shared or quantize_activations(x)
+                qs = shared
+            out.append(self.model._linear(self.li, proj, *qs))
+        return out
+
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        cfg, t = self.model.config, self.t
+        hd = cfg.head_dim
+        q = q.reshape(t, cfg.num_attention_heads, hd).transpose(1, 0, 2)
+        k = k.reshape(t, cfg.num_key_value_heads, hd).transpose(1, 0, 2)
+        v = v.reshape(t, cfg.num_key_value_heads, hd).transpose(1, 0, 2)
+        q = ops.apply_rope(q, self.cos, self.sin)
+        k = ops.apply_rope(k, self.cos, self.sin)
+        k_all, v_all = self.cache.update(self.li, k, v)
+        return ops.attention(q, k_all, v_all, self.start, hd ** -0.5)
 
 
 def load_tokenizer(directory: Path) -> tuple[Any, str | None]:

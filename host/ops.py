@@ -1,6 +1,7 @@
-"""The CPU side of a BitNet b1.58 forward pass, in NumPy float32.
+"""The CPU side of a ternary decoder's forward pass, in NumPy float32.
 
-Each op follows transformers' `models/bitnet/modeling_bitnet.py` operation by operation (same
+Each op follows transformers' `models/bitnet/modeling_bitnet.py` and `models/llama/
+modeling_llama.py` operation by operation (same
 order of float32 roundings where NumPy allows it), because the per-token int8 activation
 quantisation that feeds every BitLinear rounds at half-integers: a float op done in another
 order can move a value across a rounding tie and change an int8 code.
@@ -11,10 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import FloatMatrix
+if TYPE_CHECKING:
+    from .weights import FloatMatrix
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -45,7 +48,8 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    """BitNetRMSNorm: x * rsqrt(mean(x^2) + eps), then times the weight, all in float32."""
+    """BitNetRMSNorm (= LlamaRMSNorm): x * rsqrt(mean(x^2) + eps), then times the weight,
+    all in float32."""
     x = x.astype(np.float32, copy=False)
     variance = np.mean(np.square(x), axis=-1, keepdims=True, dtype=np.float32)
     inv = np.float32(1.0) / np.sqrt(variance + np.float32(eps))
@@ -112,6 +116,13 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, start: int,
 def relu2(x: np.ndarray) -> np.ndarray:
     """transformers' ReLUSquaredActivation: square(relu(x))."""
     return np.square(np.maximum(x, np.float32(0.0)))
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """torch's silu, x * sigmoid(x), as x / (1 + exp(-x)) in float32 (exp overflowing to inf
+    for very negative x gives the right limit, -0)."""
+    with np.errstate(over="ignore"):
+        return x / (np.float32(1.0) + np.exp(-x))
 
 
 class KVCache:

@@ -13,7 +13,6 @@ from typing import Any
 from ..golden.checks import InputError
 from ..golden.energy import COMPONENTS
 from ..golden.files import atomic_write_bytes
-from ..golden.models import PROJECTIONS
 
 PLOT_FILES = ("layer_cycles.png", "roofline.png", "energy_breakdown.png")
 
@@ -62,7 +61,8 @@ def plot_layer_cycles(plt, result: dict[str, Any], path: Path) -> Path:
     for ax, phase, label in ((axes[0], "prefill", f"prefill, {result['prefill']['tokens']} "
                               "tokens"), (axes[1], "decode", "decode, per token")):
         bottom = [0.0] * len(layers)
-        for proj in PROJECTIONS:
+        # the projections as the model's architecture named them, in the order a layer runs them
+        for proj in layers[0]["matmuls"]:
             vals = [lay["matmuls"][proj][phase]["cycles"] for lay in layers]
             dfs = {lay["matmuls"][proj][phase]["dataflow"] for lay in layers}
             ax.bar(x, vals, bottom=bottom, label=f"{proj} ({'/'.join(sorted(dfs))})")

@@ -1,9 +1,12 @@
-"""Random BitNet b1.58 checkpoints in the Hugging Face layout, written without torch.
+"""Random ternary checkpoints in the Hugging Face layout, written without torch.
 
 Used by the tests, the benchmark and the demo: `write_random_checkpoint` writes a config.json
-that transformers' BitNetConfig accepts and safetensors files (sharded or not) holding either
-the packed offline format (uint8 [ceil(out/4), in] + bf16 `weight_scale`, as published for
-microsoft/bitnet-b1.58-2B-4T) or float master weights (bf16 or f32) that are quantised on load.
+that transformers accepts (BitNetConfig for model_type "bitnet", LlamaConfig with a BitNet
+quantization_config for "llama") and safetensors files (sharded or not) holding either the
+packed offline format (uint8 [ceil(out/4), in] + bf16 `weight_scale`, as published for
+microsoft/bitnet-b1.58-2B-4T and the Falcon3-*-1.58bit models) or float master weights (bf16 or
+f32) that are quantised on load. Tensor names, shapes and config defaults come from the
+architecture (host/arch).
 
 The random values are scaled so that activations stay near unit size through the layers: the
 logits are then spread out, and greedy decoding is not decided by float noise.
@@ -13,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,68 +25,12 @@ import numpy as np
 
 from ..golden.checks import InputError
 from ..golden.packing import pack_hf
+from .arch import ModelConfig, config_json, read_config_dict
+from .safetensors import atomic_write, bf16_from_float32, write_safetensors
 
-_NP_TO_ST = {
-    np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8",
-    np.dtype(np.uint16): "U16", np.dtype(np.int16): "I16", np.dtype(np.float16): "F16",
-    np.dtype(np.uint32): "U32", np.dtype(np.int32): "I32", np.dtype(np.float32): "F32",
-    np.dtype(np.uint64): "U64", np.dtype(np.int64): "I64", np.dtype(np.float64): "F64",
-}
-
-
-def bf16_from_float32(x: np.ndarray) -> np.ndarray:
-    """float32 -> bf16 bit patterns (uint16), rounding to nearest even as torch does."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    bias = ((u >> 16) & 1) + np.uint32(0x7FFF)
-    return ((u + bias) >> 16).astype(np.uint16)
-
-
-def _atomic_write(path: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
-    """Write into a temporary file beside path, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray], *,
-                      dtypes: Mapping[str, str] | None = None,
-                      metadata: Mapping[str, str] | None = None) -> Path:
-    """Write tensors in the safetensors format (readable by the `safetensors` package).
-
-    dtypes overrides the stored dtype name per tensor; use "BF16" for uint16 arrays that hold
-    bf16 bit patterns (NumPy has no bfloat16).
-    """
-    dtypes = dict(dtypes or {})
-    header: dict[str, Any] = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    arrays = []
-    offset = 0
-    for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
-        st = dtypes.get(name) or _NP_TO_ST.get(arr.dtype.newbyteorder("="))
-        if st is None:
-            raise InputError(f"tensor {name!r}: dtype {arr.dtype} has no safetensors name")
-        if st == "BF16" and arr.dtype != np.uint16:
-            raise InputError(f"tensor {name!r}: BF16 data must be given as uint16 bit patterns")
-        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        header[name] = {"dtype": st, "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
-        offset += arr.nbytes
-        arrays.append(arr)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)   # the reference writer pads so data starts 8-aligned
-    path = Path(path)
-    _atomic_write(path, [len(text).to_bytes(8, "little"), text,
-                         *(memoryview(a.reshape(-1)).cast("B") for a in arrays if a.size)])
-    return path
+__all__ = ["ModelSpec", "RandomWeights", "bf16_from_float32", "checkpoint_tensors",
+           "random_weights", "write_checkpoint_files", "write_random_checkpoint",
+           "write_safetensors", "write_word_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -102,50 +47,43 @@ class ModelSpec:
     rms_norm_eps: float = 1e-5
     bos_token_id: int | None = 0
     eos_token_id: int | list[int] | None = None
-
-    @property
-    def hd(self) -> int:
-        return self.hidden // self.heads
-
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        q, kv = self.heads * self.hd, self.kv_heads * self.hd
-        h, i = self.hidden, self.intermediate
-        return {"self_attn.q_proj": (q, h), "self_attn.k_proj": (kv, h),
-                "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, q),
-                "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+    model_type: str = "bitnet"
+    linear_class: str | None = None   # None: autobitlinear for bitnet, bitlinear for llama
+    bias: bool = False            # attention_bias and mlp_bias (llama)
+    use_rms_norm: bool = False    # an RMSNorm inside every BitLinear
+    head_dim: int | None = None   # llama only; None: hidden // heads
 
     def config(self, *, packed: bool = True) -> dict[str, Any]:
-        """config.json as transformers writes it for BitNetForCausalLM."""
-        cfg: dict[str, Any] = {
-            "architectures": ["BitNetForCausalLM"],
-            "model_type": "bitnet",
-            "vocab_size": self.vocab,
-            "hidden_size": self.hidden,
-            "intermediate_size": self.intermediate,
-            "num_hidden_layers": self.layers,
-            "num_attention_heads": self.heads,
-            "num_key_value_heads": self.kv_heads,
-            "hidden_act": "relu2",
-            "max_position_embeddings": self.max_position_embeddings,
-            "initializer_range": 0.02,
-            "rms_norm_eps": self.rms_norm_eps,
-            "use_cache": True,
-            "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id,
-            "pad_token_id": None,
-            "tie_word_embeddings": self.tied,
-            "attention_bias": False,
-            "attention_dropout": 0.0,
-            "rope_theta": self.rope_theta,
-            "torch_dtype": "bfloat16",
-            "quantization_config": {
-                "quant_method": "bitnet",
-                "linear_class": "autobitlinear",
-                # master weights are quantised on the fly by transformers' online mode
-                "quantization_mode": "offline" if packed else "online",
-            },
+        """config.json as transformers writes it for this architecture."""
+        arch_keys: dict[str, Any] = {}
+        if self.model_type == "bitnet":
+            arch_keys["architectures"] = ["BitNetForCausalLM"]
+        else:
+            arch_keys.update(architectures=["LlamaForCausalLM"], mlp_bias=self.bias,
+                             head_dim=self.head_dim or self.hidden // self.heads)
+        quant: dict[str, Any] = {
+            "quant_method": "bitnet",
+            "linear_class": self.linear_class or (
+                "autobitlinear" if self.model_type == "bitnet" else "bitlinear"),
+            # master weights are quantised on the fly by transformers' online mode
+            "quantization_mode": "offline" if packed else "online",
         }
-        return cfg
+        if self.use_rms_norm:
+            quant.update(use_rms_norm=True, rms_norm_eps=self.rms_norm_eps)
+        return config_json(
+            self.model_type, **arch_keys,
+            vocab_size=self.vocab, hidden_size=self.hidden,
+            intermediate_size=self.intermediate, num_hidden_layers=self.layers,
+            num_attention_heads=self.heads, num_key_value_heads=self.kv_heads,
+            max_position_embeddings=self.max_position_embeddings, initializer_range=0.02,
+            rms_norm_eps=self.rms_norm_eps, use_cache=True, bos_token_id=self.bos_token_id,
+            eos_token_id=self.eos_token_id, pad_token_id=None, tie_word_embeddings=self.tied,
+            attention_bias=self.bias, attention_dropout=0.0, rope_theta=self.rope_theta,
+            torch_dtype="bfloat16", quantization_config=quant)
+
+    def model_config(self, *, packed: bool = True) -> ModelConfig:
+        """The runtime's reading of config(): tensor names and shapes come from here."""
+        return read_config_dict(self.config(packed=packed), f"{self.model_type} spec")
 
 
 @dataclass
@@ -174,24 +112,25 @@ def random_weights(spec: ModelSpec, *, packed: bool = True, seed: int = 0,
     zeros = round(256 * zero_fraction)
     table = np.repeat(np.array([-1, 0, 1], np.int8),
                       [(256 - zeros) // 2, zeros, 256 - zeros - (256 - zeros) // 2])
+    cfg = spec.model_config(packed=packed)
     rw.floats["model.embed_tokens.weight"] = f((spec.vocab, spec.hidden), 0.25)
     for i in range(spec.layers):
         pre = f"model.layers.{i}."
-        for n, size in (("input_layernorm", spec.hidden), ("post_attention_layernorm",
-                        spec.hidden), ("self_attn.attn_sub_norm", spec.hidden),
-                        ("mlp.ffn_sub_norm", spec.intermediate)):
-            rw.floats[pre + n + ".weight"] = f((size,), 0.1, 1.0)
-        for n, (out_f, in_f) in spec.linear_shapes().items():
+        for name, shape in cfg.layer_floats(i).items():
+            # norm weights near 1; biases small
+            rw.floats[name] = f(shape, 0.1, 0.0 if name.endswith(".bias") else 1.0)
+        for n, (out_f, in_f) in cfg.linear_shapes().items():
             name = pre + n
             if packed:
                 # one random byte per weight through a 256-entry table: fast enough for the
                 # two billion weights of a 2B-4T-sized benchmark checkpoint
                 rw.ternary[name] = table[rng.integers(0, 256, (out_f, in_f), dtype=np.uint8)]
-                # about unit-size outputs for unit-size inputs; stored as bf16
+                # about unit-size outputs for unit-size inputs; stored as bf16, and inverted
+                # for BitLinear, which divides by its stored weight_scale
                 s = float(rng.uniform(0.7, 1.3)) / math.sqrt((1 - zero_fraction) * in_f)
                 rw.scales[name] = float(np.float32(
-                    (bf16_from_float32(np.array([s], np.float32)).astype(np.uint32) << 16
-                     ).view(np.float32)[0]))
+                    (bf16_from_float32(np.array([1 / s if cfg.divide else s], np.float32)
+                                       ).astype(np.uint32) << 16).view(np.float32)[0]))
             else:
                 rw.master[name] = f((out_f, in_f), 1.0 / math.sqrt(in_f))
     rw.floats["model.norm.weight"] = f((spec.hidden,), 0.1, 1.0)
@@ -253,9 +192,9 @@ def write_checkpoint_files(directory: str | Path, config: dict[str, Any],
                               metadata={"format": "pt"})
             weight_map.update(dict.fromkeys(group, fname))
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        _atomic_write(out / "model.safetensors.index.json",
+        atomic_write(out / "model.safetensors.index.json",
                       [json.dumps(index, indent=2).encode()])
-    _atomic_write(out / "config.json", [json.dumps(config, indent=2).encode()])
+    atomic_write(out / "config.json", [json.dumps(config, indent=2).encode()])
     return out
 
 
@@ -265,17 +204,22 @@ def write_random_checkpoint(directory: str | Path, *, hidden: int, intermediate:
                             seed: int = 0, master_dtype: str = "BF16", rope_theta: float = 500000.0,
                             max_position_embeddings: int = 4096,
                             eos_token_id: int | list[int] | None = None,
-                            tokenizer: bool = False) -> Path:
-    """A random BitNet b1.58 checkpoint folder in the Hugging Face layout; returns its path.
+                            tokenizer: bool = False, model_type: str = "bitnet",
+                            linear_class: str | None = None, bias: bool = False,
+                            use_rms_norm: bool = False) -> Path:
+    """A random ternary checkpoint folder in the Hugging Face layout; returns its path.
 
-    packed: uint8 packed weights + weight_scale (quantization_mode "offline"); otherwise float
-    master weights in master_dtype ("BF16" or "F32"), quantised on load. tokenizer: also write
-    a word-level tokenizer.json (needs the `tokenizers` package).
+    model_type: "bitnet" or "llama" (Llama + BitNet quantisation; linear_class "bitlinear" by
+    default, optional biases and use_rms_norm). packed: uint8 packed weights + weight_scale
+    (quantization_mode "offline"); otherwise float master weights in master_dtype ("BF16" or
+    "F32"), quantised on load. tokenizer: also write a word-level tokenizer.json (needs the
+    `tokenizers` package).
     """
     spec = ModelSpec(hidden=hidden, intermediate=intermediate, layers=layers, heads=heads,
                      kv_heads=kv_heads, vocab=vocab, tied=tied,
                      rope_theta=rope_theta, max_position_embeddings=max_position_embeddings,
-                     eos_token_id=eos_token_id)
+                     eos_token_id=eos_token_id, model_type=model_type,
+                     linear_class=linear_class, bias=bias, use_rms_norm=use_rms_norm)
     rw = random_weights(spec, packed=packed, seed=seed)
     tensors, dtypes = checkpoint_tensors(rw, master_dtype=master_dtype)
     out = write_checkpoint_files(directory, spec.config(packed=packed), tensors, dtypes,
@@ -307,5 +251,5 @@ def write_word_tokenizer(directory: str | Path, vocab: int) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix="##")   # joins words with spaces
     path = Path(directory) / "tokenizer.json"
-    _atomic_write(path, [tok.to_str().encode()])
+    atomic_write(path, [tok.to_str().encode()])
     return path

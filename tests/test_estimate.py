@@ -1,5 +1,5 @@
-"""golden.memory, golden.models and host.estimate: closed forms against explicit schedules,
-the 2B-4T numbers and their consistency, and the golden backend's per-layer counts."""
+"""golden.memory, host.arch's model shapes and host.estimate: closed forms against explicit
+schedules, the 2B-4T numbers and their consistency, and the golden backend's per-layer counts."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from tritium.golden.memory import (
     os_bytes_per_cycle,
     ws_gemm_cost,
 )
-from tritium.golden.models import MODELS, PROJECTIONS, read_config_json, resolve_model
 from tritium.golden.tiling import plan_gemm
+from tritium.host.arch import MODELS, PROJECTIONS, read_config_json, resolve_model
 from tritium.host.estimate import EstimateConfig, estimate
 
 B2 = "bitnet-b1.58-2B-4T"
@@ -147,22 +147,43 @@ def test_named_models() -> None:
         assert name in str(info.value)
 
 
-def test_config_json_matches_the_runtime_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("raw", [
+    {"model_type": "bitnet", "hidden_size": 96, "intermediate_size": 160,
+     "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2,
+     "vocab_size": 300, "max_position_embeddings": 512},
+    # silent on tie_word_embeddings and max_position_embeddings: both readers take the
+    # architecture's (transformers') defaults
+    {"model_type": "bitnet", "hidden_size": 64, "num_hidden_layers": 2,
+     "num_attention_heads": 4, "num_key_value_heads": 2},
+    {"model_type": "llama", "hidden_size": 64, "intermediate_size": 100, "num_hidden_layers": 2,
+     "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32,
+     "quantization_config": {"quant_method": "bitnet"}},
+], ids=["bitnet", "bitnet_defaults", "llama_head_dim"])
+def test_config_json_matches_the_runtime_reader(tmp_path: Path, raw) -> None:
     from tritium.host.checkpoint import ModelConfig
 
-    raw = {"model_type": "bitnet", "hidden_size": 96, "intermediate_size": 160,
-           "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2,
-           "vocab_size": 300, "max_position_embeddings": 512}
     (tmp_path / "config.json").write_text(json.dumps(raw))
     shape = read_config_json(tmp_path)
     runtime = ModelConfig.from_dict(raw)
     assert {n.split(".")[-1]: v for n, v in runtime.linear_shapes().items()} == \
         {mm.name: (mm.n, mm.k) for mm in shape.matmuls()}
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings",
+                "tie_word_embeddings"):
+        assert getattr(shape, key) == getattr(runtime, key), key
+    assert shape.model_type == raw["model_type"]
     assert resolve_model(str(tmp_path)) == shape
-    assert resolve_model(tmp_path / "config.json").hidden_size == 96
+    assert resolve_model(tmp_path / "config.json").hidden_size == raw["hidden_size"]
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(InputError, match="not valid JSON"):
         read_config_json(tmp_path)
+
+
+def test_estimator_rejects_implausible_layer_counts(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "bitnet", "num_hidden_layers": 10**9}))
+    with pytest.raises(InputError, match="num_hidden_layers=1000000000 is implausible"):
+        resolve_model(tmp_path)
 
 
 # --- the estimate ---------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tritium.golden import ArrayConfig
-from tritium.golden.models import PROJECTIONS
 from tritium.host import model as model_mod
 from tritium.host import synthetic
+from tritium.host.arch import PROJECTIONS
 from tritium.host.estimate import EstimateConfig, estimate, measure_nnz, resolve
 
 PROMPT = 5

@@ -155,12 +155,22 @@ def test_no_safetensors(tmp_path: Path, small: Path) -> None:
 
 def test_unknown_model_type(tmp_path: Path, small: Path) -> None:
     ck = copy_of(small, tmp_path / "ck")
-    edit_config(ck, model_type="llama")
-    with pytest.raises(CheckpointError, match="unknown model_type 'llama'") as info:
+    edit_config(ck, model_type="gpt2")
+    with pytest.raises(CheckpointError, match="unknown model_type 'gpt2'") as info:
         BitNetModel.from_pretrained(ck)
-    assert "config.json" in str(info.value)
+    # one line, naming the file and every registered architecture
+    msg = str(info.value)
+    assert "config.json" in msg and "\n" not in msg
+    assert "bitnet (" in msg and "llama (" in msg
     edit_config(ck, model_type=...)
     with pytest.raises(CheckpointError, match="unknown model_type None"):
+        BitNetModel.from_pretrained(ck)
+
+
+def test_llama_needs_a_bitnet_quantization_config(tmp_path: Path, small: Path) -> None:
+    ck = copy_of(small, tmp_path / "ck")
+    edit_config(ck, model_type="llama", hidden_act="silu", quantization_config=...)
+    with pytest.raises(CheckpointError, match="'llama' without a quantization_config"):
         BitNetModel.from_pretrained(ck)
 
 
@@ -172,6 +182,25 @@ def test_unknown_model_type(tmp_path: Path, small: Path) -> None:
     ({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, "rope_type 'yarn'"),
     ({"quantization_config": {"quant_method": "gptq"}}, "quant_method 'gptq'"),
     ({"attention_bias": True}, "attention_bias=true is not supported"),
+    ({"model_type": "llama", "quantization_config": {"quant_method": "bitnet"}},
+     "hidden_act 'relu2' is not supported; llama uses 'silu'"),
+    ({"model_type": "llama", "hidden_act": "silu", "mlp_bias": True},
+     "attention_bias/mlp_bias with linear_class \"autobitlinear\" is not supported"),
+    ({"quantization_config": {"quant_method": "bitnet", "modules_to_not_convert": [
+        "lm_head", "model.layers.0.mlp.up_proj"]}}, "modules_to_not_convert .* is not supported"),
+    ({"num_hidden_layers": 10**9}, "num_hidden_layers=1000000000 is implausible"),
+    ({"num_hidden_layers": 5}, r"num_hidden_layers=5 but the checkpoint .* holds tensors of 2 "
+                               r"layer\(s\); 'model.layers.2.\*' is missing"),
+    # shapes the config implies against the tensors' own
+    ({"num_key_value_heads": 4},
+     r"'model.layers.0.self_attn.k_proj.weight' in .*model.safetensors has shape \[4, 32\] but "
+     r"config.json implies packed \[8, 32\]"),
+    ({"intermediate_size": 52},
+     r"'model.layers.0.mlp.ffn_sub_norm.weight' in .*model.safetensors has shape \[48\] but "
+     r"config.json implies \[52\]"),
+    ({"vocab_size": 41},
+     r"'model.embed_tokens.weight' in .*model.safetensors has shape \[40, 32\] but config.json "
+     r"implies \[41, 32\]"),
 ])
 def test_bad_config_values(tmp_path: Path, small: Path, changes, message) -> None:
     ck = copy_of(small, tmp_path / "ck")
@@ -190,6 +219,21 @@ def test_missing_tensors_are_named(tmp_path: Path, small: Path) -> None:
     assert "'model.norm.weight'" in str(info.value)
 
 
+def test_llama_bias_and_linear_norm_tensors_are_named(tmp_path: Path) -> None:
+    ck = write_random_checkpoint(tmp_path / "l", model_type="llama", bias=True,
+                                 use_rms_norm=True, **SMALL)
+    with BitNetModel.from_pretrained(ck) as m:
+        lin = m._layers[1].linears["up_proj"]
+        assert lin.divide and lin.bias.shape == (48,) and lin.norm.shape == (32,)
+    rewrite(ck / "model.safetensors", lambda t, d: [t.pop("model.layers.1.mlp.up_proj.bias"),
+                                                    t.pop("model.layers.0.self_attn.o_proj"
+                                                          ".rms_norm.weight")])
+    with pytest.raises(CheckpointError, match="missing 2 tensor") as info:
+        BitNetModel.from_pretrained(ck)
+    assert "'model.layers.1.mlp.up_proj.bias'" in str(info.value)
+    assert "'model.layers.0.self_attn.o_proj.rms_norm.weight'" in str(info.value)
+
+
 def test_untied_checkpoint_needs_lm_head(tmp_path: Path, small: Path) -> None:
     ck = copy_of(small, tmp_path / "ck")
     edit_config(ck, tie_word_embeddings=False)
@@ -203,25 +247,6 @@ def test_missing_weight_scale(tmp_path: Path, small: Path) -> None:
             lambda t, d: t.pop("model.layers.0.self_attn.k_proj.weight_scale"))
     with pytest.raises(CheckpointError,
                        match="'model.layers.0.self_attn.k_proj.weight_scale' is missing"):
-        BitNetModel.from_pretrained(ck)
-
-
-@pytest.mark.parametrize(("config_change", "message"), [
-    ({"num_key_value_heads": 4},
-     r"'model.layers.0.self_attn.k_proj.weight' in .*model.safetensors has shape \[4, 32\] but "
-     r"config.json implies packed \[8, 32\]"),
-    ({"intermediate_size": 52},
-     r"'model.layers.0.mlp.ffn_sub_norm.weight' in .*model.safetensors has shape \[48\] but "
-     r"config.json implies \[52\]"),
-    ({"vocab_size": 41},
-     r"'model.embed_tokens.weight' in .*model.safetensors has shape \[40, 32\] but config.json "
-     r"implies \[41, 32\]"),
-])
-def test_shape_mismatch_against_config(tmp_path: Path, small: Path, config_change,
-                                       message) -> None:
-    ck = copy_of(small, tmp_path / "ck")
-    edit_config(ck, **config_change)
-    with pytest.raises(CheckpointError, match=message):
         BitNetModel.from_pretrained(ck)
 
 
@@ -310,12 +335,28 @@ def test_master_weights_quantise_like_packed(tmp_path: Path) -> None:
     c.close()
 
 
-def test_config_defaults_follow_transformers() -> None:
-    cfg = ModelConfig.from_dict({"model_type": "bitnet"})
-    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) == (2560, 6912, 30)
-    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size) == (20, 5, 128256)
-    assert cfg.rope_theta == 500000.0 and cfg.eos_token_ids == (128001,)
-    assert not cfg.tie_word_embeddings and cfg.max_k == 6912
+@pytest.mark.parametrize("model_type", ["bitnet", "llama"])
+def test_config_defaults_follow_transformers(model_type) -> None:
+    """Where config.json is silent, tritium reads transformers' own default for that model_type
+    (BitNetConfig, LlamaConfig), and the estimator's shape record agrees."""
+    transformers = pytest.importorskip("transformers")
+    raw = {"model_type": model_type, "quantization_config": {"quant_method": "bitnet"}}
+    cfg = ModelConfig.from_dict(raw)
+    ref = transformers.AutoConfig.for_model(model_type)
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "max_position_embeddings", "rms_norm_eps",
+                "tie_word_embeddings", "bos_token_id", "hidden_act", "attention_bias"):
+        assert getattr(cfg, key) == getattr(ref, key), key
+    assert cfg.head_dim == getattr(ref, "head_dim", ref.hidden_size // ref.num_attention_heads)
+    assert cfg.rope_theta == ref.rope_parameters["rope_theta"]
+    assert cfg.eos_token_ids == (ref.eos_token_id,)
+    assert cfg.linear_class == "bitlinear"   # BitNetQuantConfig's default
+    shape = cfg.shape("defaults")
+    assert (shape.tie_word_embeddings, shape.max_position_embeddings) == \
+        (ref.tie_word_embeddings, ref.max_position_embeddings)
+
+
+def test_config_keys_override_defaults() -> None:
     cfg = ModelConfig.from_dict({"model_type": "bitnet", "num_key_value_heads": None,
                                  "rope_parameters": {"rope_type": "default", "rope_theta": 1e4},
                                  "eos_token_id": [1, 2]})

@@ -12,9 +12,9 @@ import pytest
 from tritium.golden import ArrayConfig, InputError
 from tritium.golden.cycles import gemm_events_from_nnz
 from tritium.host import BitNetModel
-from tritium.host.checkpoint import FloatMatrix
 from tritium.host.model import PROJECTIONS
 from tritium.host.synthetic import write_random_checkpoint
+from tritium.host.weights import FloatMatrix
 
 SPEC = dict(hidden=48, intermediate=100, layers=2, heads=4, kv_heads=2, vocab=64)
 
@@ -122,6 +122,10 @@ def test_lm_head_in_blocks_equals_one_matmul(model, dtype) -> None:
     ([-1], "token id -1 at position 0 is outside"),
     ([[1, 2]], "1-D sequence"),
     ([1.5], "must be integers"),
+    # too large for int64: NumPy makes an object array; the error still names id and vocabulary
+    ([3, 10**30], "token id 1000000000000000000000000000000 at position 1 is outside the "
+                  "vocabulary .*valid ids are 0..63"),
+    ([3, None], "token ids must be integers, got None at position 1"),
 ])
 def test_bad_token_ids(model, ids, message) -> None:
     with pytest.raises(InputError, match=message):
