@@ -1,42 +1,16 @@
-"""The accelerator top: buffers, tile control, performance counters and a 32-bit host bus."""
+"""The weight-stationary ("ws") top: buffers and tile control around a SystolicArray."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
-from ..golden.config import BUS_BITS, ArrayConfig
-from . import regmap
+from ..bus.ws_regmap import Csr, Region
 from .array import SystolicArray
-from .regmap import Csr, Region, RegMap
-
-COUNTER_BITS = 64
+from .top import AcceleratorTop, Control
 
 
-def bus_signature(addr_bits: int) -> wiring.Signature:
-    """Word-addressed host bus; reads return one cycle after `re` (see hdl/regmap.py)."""
-    return wiring.Signature({
-        "addr": Out(addr_bits),
-        "wdata": Out(BUS_BITS),
-        "we": Out(1),
-        "re": Out(1),
-        "rdata": In(BUS_BITS),
-        "rvalid": In(1),
-    })
-
-
-def accelerator_signature(addr_bits: int) -> wiring.Signature:
-    """The ports every accelerator top has, whatever its dataflow: harnesses drive any of them."""
-    return wiring.Signature({
-        "bus": In(bus_signature(addr_bits)),
-        "busy": Out(1),
-        "done": Out(1),
-    })
-
-
-class TernaryAccelerator(wiring.Component):
+class WsAccelerator(AcceleratorTop):
     """Weight, activation and output buffers around a SystolicArray.
 
     One tile: the host fills a weight slot and m activation entries, writes M_COUNT and W_TILE,
@@ -49,22 +23,16 @@ class TernaryAccelerator(wiring.Component):
              the tile ends on column C-1's m-th write.
     """
 
-    def __init__(self, cfg: ArrayConfig) -> None:
-        self.cfg = cfg
-        self.map = RegMap(cfg)
-        super().__init__(accelerator_signature(self.map.addr_bits))
+    dataflow = "ws"
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def elaborate_dataflow(self, m: Module, ctl: Control) -> None:
         cfg, rm = self.cfg, self.map
         rows, cols = cfg.rows, cfg.cols
         bus = self.bus
 
         m.submodules.array = array = SystolicArray(cfg)
 
-        # --- address decode ---------------------------------------------------------------
-        region = bus.addr[rm.region_bits :]
-        offset = bus.addr[: rm.region_bits]
+        region, offset = ctl.region, ctl.offset
 
         # --- buffers ----------------------------------------------------------------------
         wmem = Memory(shape=unsigned(32 * rm.weight_words),
@@ -99,24 +67,11 @@ class TernaryAccelerator(wiring.Component):
         # --- control registers -------------------------------------------------------------
         # Full 16-bit fields, so an out-of-range write is caught by the start check instead of
         # being truncated into a legal value.
-        m_count = Signal(16)
-        w_tile = Signal(16)
+        m_count = ctl.register(Csr.M_COUNT, 16, "m_count")
+        w_tile = ctl.register(Csr.W_TILE, 16, "w_tile")
         accumulate = Signal()
-        done = Signal()
-        error = Signal()
-        busy = Signal()
-        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
-
-        csr_we = bus.we & (region == Region.CSR)
-        ctrl_we = csr_we & (offset == Csr.CTRL)
-        start_req = ctrl_we & bus.wdata[0]
-        start_ok = Signal()
-        m.d.comb += start_ok.eq(start_req & ~busy & (m_count != 0)
-                                & (m_count <= cfg.act_depth) & (w_tile < cfg.weight_tiles))
-        with m.If(csr_we & (offset == Csr.M_COUNT)):
-            m.d.sync += m_count.eq(bus.wdata)
-        with m.If(csr_we & (offset == Csr.W_TILE)):
-            m.d.sync += w_tile.eq(bus.wdata)
+        busy, start_ok = ctl.busy, ctl.start_ok
+        ctl.allow_start((m_count != 0) & (m_count <= cfg.act_depth) & (w_tile < cfg.weight_tiles))
 
         # --- tile sequencer -----------------------------------------------------------------
         load_row = Signal(range(max(rows, 2)))
@@ -135,13 +90,10 @@ class TernaryAccelerator(wiring.Component):
                 m.d.comb += w_rd.addr.eq(Mux(start_ok, tile_base, offset[rm.weight_word_bits:]))
                 with m.If(start_ok):
                     m.d.sync += [
-                        busy.eq(1), done.eq(0), error.eq(0),
                         accumulate.eq(bus.wdata[1]),
                         load_row.eq(0), nnz.eq(0), stream_j.eq(0),
                     ]
                     m.next = "LOAD"
-                with m.Elif(start_req):
-                    m.d.sync += error.eq(1)
             with m.State("LOAD"):
                 m.d.comb += [
                     w_rd.addr.eq(tile_base | (load_row + 1)),
@@ -160,7 +112,7 @@ class TernaryAccelerator(wiring.Component):
                 m.d.comb += issuing.eq(stream_j + 1 < m_count)
                 m.d.sync += stream_j.eq(stream_j + 1)
                 with m.If(last_write):
-                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    ctl.finish()
                     m.next = "IDLE"
 
         # Activation read port: the sequencer owns it while busy, the host otherwise.
@@ -200,63 +152,17 @@ class TernaryAccelerator(wiring.Component):
                 m.d.sync += wr_cnt[c].eq(wr_cnt[c] + 1)
         m.d.comb += last_write.eq(array.out_valid[cols - 1] & (wr_cnt[cols - 1] + 1 == m_count))
 
-        # --- performance counters ------------------------------------------------------------
-        counters = {name: Signal(COUNTER_BITS, name=name) for name in regmap.COUNTERS}
-        clear = ctrl_we & bus.wdata[2]
-        with m.If(clear):
-            m.d.sync += [cnt.eq(0) for cnt in counters.values()]
-        with m.Else():
-            m.d.sync += [
-                counters["cycles"].eq(counters["cycles"] + 1),
-                counters["busy_cycles"].eq(counters["busy_cycles"] + busy),
-            ]
-            with m.If(start_ok):
-                m.d.sync += counters["tiles"].eq(counters["tiles"] + 1)
-            with m.If(act_valid):
-                m.d.sync += [
-                    counters["macs"].eq(counters["macs"] + nnz),
-                    counters["zero_skips"].eq(counters["zero_skips"] + (rows * cols - nnz)),
-                ]
+        # --- performance counters: tiles started; MACs and skips as vectors enter --------
+        ctl.count("tiles", start_ok)
+        ctl.count("macs", Mux(act_valid, nnz, 0))
+        ctl.count("zero_skips", Mux(act_valid, rows * cols - nnz, 0))
 
-        # --- bus reads ----------------------------------------------------------------------
-        csr_value = Signal(BUS_BITS)
-        hi_shadow = Signal(BUS_BITS)
-        config0, config1 = rm.config_words()
-        with m.Switch(offset):
-            with m.Case(Csr.ID):
-                m.d.comb += csr_value.eq(regmap.MAGIC)
-            with m.Case(Csr.VERSION):
-                m.d.comb += csr_value.eq(regmap.VERSION)
-            with m.Case(Csr.CONFIG0):
-                m.d.comb += csr_value.eq(config0)
-            with m.Case(Csr.CONFIG1):
-                m.d.comb += csr_value.eq(config1)
-            with m.Case(Csr.M_COUNT):
-                m.d.comb += csr_value.eq(m_count)
-            with m.Case(Csr.W_TILE):
-                m.d.comb += csr_value.eq(w_tile)
-            with m.Case(Csr.STATUS):
-                m.d.comb += csr_value.eq(Cat(busy, done, error))
-            for name, lo in zip(regmap.COUNTERS, regmap.COUNTER_CSRS, strict=True):
-                with m.Case(lo):
-                    m.d.comb += csr_value.eq(counters[name][:32])
-                with m.Case(lo + 1):
-                    m.d.comb += csr_value.eq(hi_shadow)
-
-        rd_region = Signal(2)
+        # --- bus reads: the word or column a buffer read selects is latched with it ---------
         rd_col = Signal(max(rm.out_word_bits, 1))
         rd_word = Signal(max(rm.weight_word_bits, rm.act_word_bits, 1))
-        rd_csr = Signal(BUS_BITS)
-        m.d.sync += bus.rvalid.eq(bus.re)
-        with m.If(bus.re):
-            # A single-column or single-word buffer has no select bits: the offset is all entry.
-            m.d.sync += [rd_region.eq(region), rd_csr.eq(csr_value),
-                         rd_col.eq(offset[: rm.out_word_bits] if rm.out_word_bits else 0),
-                         rd_word.eq(offset[: max(rm.weight_word_bits, rm.act_word_bits)])]
-            with m.If(region == Region.CSR):
-                for name, lo in zip(regmap.COUNTERS, regmap.COUNTER_CSRS, strict=True):
-                    with m.If(offset == lo):
-                        m.d.sync += hi_shadow.eq(counters[name][32:])
+        # A single-column or single-word buffer has no select bits: the offset is all entry.
+        ctl.on_read(rd_col, offset[: rm.out_word_bits] if rm.out_word_bits else 0)
+        ctl.on_read(rd_word, offset[: max(rm.weight_word_bits, rm.act_word_bits)])
 
         def word_of(mem_data, nwords, word_bits):
             words = [mem_data[32 * j : 32 * j + 32] for j in range(nwords)]
@@ -269,20 +175,11 @@ class TernaryAccelerator(wiring.Component):
                         m.d.comb += sel.eq(w)
             return sel
 
-        w_word = word_of(w_rd.data, rm.weight_words, rm.weight_word_bits)
-        a_word = word_of(a_rd.data, rm.act_words, rm.act_word_bits)
-        out_sel = Signal(BUS_BITS)
+        out_sel = Signal(32)
         with m.Switch(rd_col):
             for c in range(cols):
                 with m.Case(c):
                     m.d.comb += out_sel.eq(o_rd[c].data.as_signed())
-        with m.Switch(rd_region):
-            with m.Case(Region.CSR):
-                m.d.comb += bus.rdata.eq(rd_csr)
-            with m.Case(Region.WEIGHT):
-                m.d.comb += bus.rdata.eq(w_word)
-            with m.Case(Region.ACT):
-                m.d.comb += bus.rdata.eq(a_word)
-            with m.Case(Region.OUT):
-                m.d.comb += bus.rdata.eq(out_sel)
-        return m
+        ctl.region_data[Region.WEIGHT] = word_of(w_rd.data, rm.weight_words, rm.weight_word_bits)
+        ctl.region_data[Region.ACT] = word_of(a_rd.data, rm.act_words, rm.act_word_bits)
+        ctl.region_data[Region.OUT] = out_sel

@@ -1,97 +1,17 @@
-"""Host driver for the accelerator's bus, independent of what carries the bus.
-
-A host builds a Program (a list of bus operations) and hands it to a Device, which runs the
-whole list in one call: the Verilator device runs it in C++ without returning to Python per
-cycle, a board device would ship it over its link. Every backend that talks to the RTL (the
-Verilator model, a board) therefore runs exactly this code.
-"""
+"""Host driver of the weight-stationary ("ws") top (hdl/ws_top.py), tile by tile following
+golden.tiling's plan."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from ..golden.config import ArrayConfig
+from ..bus.contract import OP_READ, OP_WAIT, OP_WRITE, Program
+from ..bus.ws_regmap import CTRL_ACCUMULATE, CTRL_START, Csr, WsRegMap
 from ..golden.cycles import Events
 from ..golden.tiling import Tile, act_tile, check_gemm_dims, weight_tile
-from ..hdl import regmap
-from ..hdl.regmap import Csr, RegMap
-
-OP_WRITE = 1   # (OP_WRITE, addr, word)
-OP_READ = 2    # (OP_READ, addr, 0): appends the word read to the results
-OP_WAIT = 3    # (OP_WAIT, 0, 0): wait until the accelerator is idle
-
-
-class DeviceError(RuntimeError):
-    """The device is not the accelerator the host expects, or it misbehaved."""
-
-
-class Device(Protocol):
-    cfg: ArrayConfig
-
-    def execute(self, ops: np.ndarray) -> np.ndarray:
-        """Run an [n, 3] int64 op list; returns the words of its reads, in order, as uint32."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class Program:
-    """A list of bus operations, built from NumPy blocks so whole tiles are queued at once."""
-
-    def __init__(self) -> None:
-        self._blocks: list[np.ndarray] = []
-        self.reads = 0
-
-    def _ops(self, op: int, addrs: object, words: object = 0) -> None:
-        addrs = np.asarray(addrs, dtype=np.int64).ravel()
-        block = np.empty((len(addrs), 3), dtype=np.int64)
-        block[:, 0] = op
-        block[:, 1] = addrs
-        block[:, 2] = np.ravel(np.asarray(words, dtype=np.int64) & 0xFFFFFFFF)
-        self._blocks.append(block)
-
-    def write(self, addr: int, word: int) -> None:
-        self._blocks.append(np.array([[OP_WRITE, addr, word & 0xFFFFFFFF]], dtype=np.int64))
-
-    def write_many(self, writes: np.ndarray) -> None:
-        """writes: [n, 2] (address, word) pairs, as RegMap.pack_*_tile returns them."""
-        writes = np.asarray(writes, dtype=np.int64).reshape(-1, 2)
-        self._ops(OP_WRITE, writes[:, 0], writes[:, 1])
-
-    def write_block(self, addrs: np.ndarray, words: np.ndarray) -> None:
-        self._ops(OP_WRITE, addrs, words)
-
-    def read(self, addr: int) -> int:
-        """Queue a read; returns its index in the results."""
-        self._blocks.append(np.array([[OP_READ, addr, 0]], dtype=np.int64))
-        self.reads += 1
-        return self.reads - 1
-
-    def read_block(self, addrs: np.ndarray) -> np.ndarray:
-        """Queue reads of addrs; returns their indices in the results."""
-        self._ops(OP_READ, addrs)
-        first = self.reads
-        self.reads += len(np.ravel(addrs))
-        return np.arange(first, self.reads)
-
-    def extend(self, ops: np.ndarray, reads: int) -> None:
-        """Append a ready-made [n, 3] op block holding `reads` reads."""
-        self._blocks.append(ops)
-        self.reads += reads
-
-    def wait_idle(self) -> None:
-        self._blocks.append(np.array([[OP_WAIT, 0, 0]], dtype=np.int64))
-
-    def as_array(self) -> np.ndarray:
-        if not self._blocks:
-            return np.zeros((0, 3), dtype=np.int64)
-        return np.concatenate(self._blocks)
-
-    def __len__(self) -> int:
-        return sum(len(b) for b in self._blocks)
+from .driver import DataflowDriver
 
 
 @dataclass(frozen=True)
@@ -112,52 +32,15 @@ def _signed32(words: np.ndarray) -> np.ndarray:
     return np.asarray(words, dtype=np.uint32).view(np.int32)
 
 
-class Accelerator:
-    """Runs tiles and whole GEMMs on any Device, following golden.tiling's plan."""
+class WsDriver(DataflowDriver):
+    """Runs tiles and whole GEMMs on a ws Device, following golden.tiling's plan."""
 
-    def __init__(self, device: Device, cfg: ArrayConfig | None = None) -> None:
-        """cfg: the configuration the host expects (default: the one the device was built for);
-        identify() checks the device against it."""
-        self.device = device
-        self.cfg = cfg or device.cfg
-        self.map = RegMap(self.cfg)
+    dataflow = "ws"
+    regmap = WsRegMap
+
+    def __init__(self, device, cfg=None) -> None:
+        super().__init__(device, cfg)
         self._slots: np.ndarray | None = None
-
-    def run(self, prog: Program) -> np.ndarray:
-        return self.device.execute(prog.as_array())
-
-    def identify(self) -> None:
-        """Check the device is a tritium accelerator built for this ArrayConfig."""
-        prog = Program()
-        for reg in (Csr.ID, Csr.VERSION, Csr.CONFIG0, Csr.CONFIG1):
-            prog.read(self.map.csr(reg))
-        ident, version, c0, c1 = (int(x) for x in self.run(prog))
-        if ident != regmap.MAGIC:
-            raise DeviceError(f"device ID is {ident:#010x}, expected {regmap.MAGIC:#010x} "
-                              "(is this a tritium accelerator?)")
-        if version != regmap.VERSION:
-            raise DeviceError(f"device speaks register-map version {version}, host speaks "
-                              f"{regmap.VERSION}")
-        if (c0, c1) != self.map.config_words():
-            raise DeviceError(f"device array configuration words {c0:#x}, {c1:#x} do not match "
-                              f"{self.cfg.name()} ({self.map.config_words()})")
-
-    def _queue_counters(self, prog: Program) -> list[int]:
-        idx = []
-        for lo in regmap.COUNTER_CSRS:
-            idx.append(prog.read(self.map.csr(lo)))
-            prog.read(self.map.csr(Csr(lo + 1)))
-        return idx
-
-    @staticmethod
-    def _counters(words: np.ndarray, idx: list[int]) -> dict[str, int]:
-        return {name: int(words[i + 1]) << 32 | int(words[i])
-                for name, i in zip(regmap.COUNTERS, idx, strict=True)}
-
-    def counters(self) -> dict[str, int]:
-        prog = Program()
-        idx = self._queue_counters(prog)
-        return self._counters(self.run(prog), idx)
 
     def pack(self, w: np.ndarray) -> PackedWeights:
         """Pack ternary w [K, N] for this array (inputs must already be checked)."""
@@ -190,7 +73,7 @@ class Accelerator:
         prog.write(rm.csr(Csr.M_COUNT), t.m)
         prog.write(rm.csr(Csr.W_TILE), slot)
         prog.write(rm.csr(Csr.CTRL),
-                   regmap.CTRL_START | (regmap.CTRL_ACCUMULATE if t.accumulate else 0))
+                   CTRL_START | (CTRL_ACCUMULATE if t.accumulate else 0))
         prog.wait_idle()
         if not t.last_k:
             return None
@@ -228,7 +111,7 @@ class Accelerator:
         seg[:, csr + 1, 1] = rm.csr(Csr.W_TILE)
         seg[:, csr + 1, 2] = slot
         seg[:, csr + 2, 1] = rm.csr(Csr.CTRL)
-        seg[:, csr + 2, 2] = regmap.CTRL_START | np.where(ktile > 0, regmap.CTRL_ACCUMULATE, 0)
+        seg[:, csr + 2, 2] = CTRL_START | np.where(ktile > 0, CTRL_ACCUMULATE, 0)
         seg[:, csr + 3] = (OP_WAIT, 0, 0)
         blocks, outputs, nread = [], [], 0
         reads = {}
@@ -265,23 +148,16 @@ class Accelerator:
             ops, outputs = self._chunk_ops(packed, awords.reshape(kt, -1), mm,
                                            i * tiles_per_chunk)
             prog = Program()
-            first = self._queue_counters(prog) if i == 0 else None
+            first = self.queue_counters(prog) if i == 0 else None
             prog.extend(ops, sum(mm * nn for _, nn, _ in outputs))
-            last = self._queue_counters(prog) if m0 + mm >= m else None
+            last = self.queue_counters(prog) if m0 + mm >= m else None
             words = self.run(prog)
             base = len(first) * 2 if first is not None else 0
             for n0, nn, at in outputs:
                 block = words[base + at : base + at + mm * nn]
                 out[m0 : m0 + mm, n0 : n0 + nn] = _signed32(block).reshape(mm, nn)
             if first is not None:
-                counters.append(self._counters(words, first))
+                counters.append(self.counters_of(words, first))
             if last is not None:
-                counters.append(self._counters(words, last))
-        before, after = counters[0], counters[-1]
-        events = Events(
-            tiles=after["tiles"] - before["tiles"],
-            cycles=after["busy_cycles"] - before["busy_cycles"],
-            macs=after["macs"] - before["macs"],
-            zero_skips=after["zero_skips"] - before["zero_skips"],
-        )
-        return out, events
+                counters.append(self.counters_of(words, last))
+        return out, self.events_between(counters[0], counters[-1])
