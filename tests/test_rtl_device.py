@@ -3,16 +3,47 @@ golden's GEMM and its performance counters equal golden's event model."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tritium.bus import MAGIC, OP_READ, DeviceError, Program
+from tritium.bus import MAGIC, OP_READ, OPS, DeviceError, Program
 from tritium.bus.ws_regmap import Csr, WsRegMap
 from tritium.golden import ArrayConfig, gemm_events, ternary_gemm
 from tritium.host.ws_driver import WsDriver
 from tritium.sim.verilated import VerilatorDevice, ensure_built
 
 from .configs import BENCH_CONFIGS
+
+CPP = Path(__file__).resolve().parent.parent / "sim" / "cpp"
+
+
+def cpp_op_codes(text: str) -> dict[str, int]:
+    """The OP_* constants a C++ harness defines (constexpr, const or #define)."""
+    pattern = r"(?:constexpr|const)\s+[\w:]+\s+(OP_\w+)\s*=\s*(\d+)\s*;|#define\s+(OP_\w+)\s+(\d+)"
+    return {m[0] or m[2]: int(m[1] or m[3]) for m in re.findall(pattern, text)}
+
+
+def test_cpp_harness_op_codes_match_the_bus_contract() -> None:
+    """sim/cpp runs Programs whose op codes tritium.bus defines: every OP_* a harness names
+    has the bus's number, and the device harness handles every bus op."""
+    sources = {path.name: path.read_text() for path in sorted(CPP.glob("*.cpp"))}
+    assert "device.cpp" in sources
+    for name, text in sources.items():
+        for op, code in cpp_op_codes(text).items():
+            assert OPS.get(op) == code, f"sim/cpp/{name}: {op} = {code}, bus says {OPS.get(op)}"
+    device = sources["device.cpp"]
+    assert cpp_op_codes(device) == OPS
+    for op in OPS:
+        assert re.search(rf"case\s+{op}\s*:", device), f"device.cpp does not handle {op}"
+
+
+def test_op_code_parser_sees_a_mismatch() -> None:
+    assert cpp_op_codes("constexpr int64_t OP_READ = 7;\n#define OP_WAIT 3\n") == \
+        {"OP_READ": 7, "OP_WAIT": 3}
+    assert cpp_op_codes("constexpr int64_t OP_READ = 7;") != {"OP_READ": OPS["OP_READ"]}
 
 
 @pytest.fixture(scope="module", params=sorted(BENCH_CONFIGS))
