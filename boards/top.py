@@ -1,7 +1,7 @@
 """The board's top level: UART, link controller and accelerator.
 
 BoardCore is everything on the chip but the pins' I/O buffers and the clock: the Verilator
-end-to-end test (sim/board_sim.py) simulates exactly this component, UART pins included, so
+end-to-end test (boards/board_sim.py) simulates exactly this component, UART pins included, so
 what is proven there is what BoardTop puts on the FPGA. BoardTop adds what a platform supplies:
 the board clock, the UART pins and an LED.
 """

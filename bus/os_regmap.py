@@ -34,27 +34,7 @@ from ..golden.os_model import (
     stream_groups,
     stream_passes,
 )
-from .contract import (
-    COUNTER_CSRS,
-    COUNTERS,
-    CTRL_CLEAR,
-    CTRL_START,
-    MAGIC,
-    STATUS_BUSY,
-    STATUS_DONE,
-    STATUS_ERROR,
-    VERSION,
-    Region,
-    RegMapBase,
-    extend_csrs,
-    log2ceil,
-    pack_lanes,
-)
-
-__all__ = [
-    "COUNTERS", "COUNTER_CSRS", "CTRL_CLEAR", "CTRL_START", "MAGIC", "STATUS_BUSY",
-    "STATUS_DONE", "STATUS_ERROR", "VERSION", "OsCsr", "OsRegMap", "Region",
-]
+from .contract import Region, RegMapBase, extend_csrs, log2ceil, pack_lanes
 
 BUS_ADDR_BITS = 32
 

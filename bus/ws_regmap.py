@@ -24,28 +24,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .contract import (
-    COUNTER_CSRS,
-    COUNTERS,
-    CTRL_CLEAR,
-    CTRL_START,
-    MAGIC,
-    STATUS_BUSY,
-    STATUS_DONE,
-    STATUS_ERROR,
-    VERSION,
-    Region,
-    RegMapBase,
-    extend_csrs,
-    log2ceil,
-    pack_lanes,
-)
-
-__all__ = [
-    "ACTS_PER_WORD", "CODES_PER_WORD", "COUNTERS", "COUNTER_CSRS", "CTRL_ACCUMULATE",
-    "CTRL_CLEAR", "CTRL_START", "MAGIC", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
-    "VERSION", "Csr", "Region", "WsRegMap",
-]
+from .contract import Region, RegMapBase, extend_csrs, log2ceil, pack_lanes
 
 CODES_PER_WORD = 16
 ACTS_PER_WORD = 4

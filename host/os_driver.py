@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bus.contract import Program
-from ..bus.os_regmap import CTRL_START, OsCsr, OsRegMap
+from ..bus.contract import CTRL_START, Program
+from ..bus.os_regmap import OsCsr, OsRegMap
 from ..golden.cycles import Events
 from ..golden.os_model import StreamJob, stream_plan
 from .driver import DataflowDriver

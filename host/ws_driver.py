@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bus.contract import OP_READ, OP_WAIT, OP_WRITE, Program
-from ..bus.ws_regmap import CTRL_ACCUMULATE, CTRL_START, Csr, WsRegMap
+from ..bus.contract import CTRL_START, OP_READ, OP_WAIT, OP_WRITE, Program
+from ..bus.ws_regmap import CTRL_ACCUMULATE, Csr, WsRegMap
 from ..golden.cycles import Events
 from ..golden.tiling import Tile, act_tile, check_gemm_dims, weight_tile
 from .driver import DataflowDriver
