@@ -150,7 +150,7 @@ def pe_register_bits(cfg: ArrayConfig) -> int:
 
 
 def buffer_capacities(cfg: ArrayConfig) -> tuple[float, float, float]:
-    """Bytes of the weight, activation and output buffers (hdl/top.py)."""
+    """Bytes of the weight, activation and output buffers (hdl/ws_top.py)."""
     return (cfg.weight_tiles * cfg.rows * cfg.cols * WEIGHT_CODE_BITS / 8,
             cfg.act_depth * cfg.rows,
             cfg.act_depth * cfg.cols * cfg.acc_bits / 8)
