@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tritium.bus import OP_READ, OP_WAIT, OP_WRITE
 from tritium.golden import ArrayConfig, ternary_gemm
-from tritium.host.driver import OP_READ, OP_WAIT, OP_WRITE
-from tritium.host.stream_driver import accelerator_for
+from tritium.host.driver import driver_for
 from tritium.sim.verilated import VerilatorDevice
 
 
@@ -61,7 +61,7 @@ def measure(cfg: ArrayConfig, m: int, k: int, n: int, per_clock: bool) -> tuple[
     a = rng.integers(-128, 128, (m, k))
     w = rng.integers(-1, 2, (k, n))
     dev = VerilatorDevice(cfg)
-    acc = accelerator_for(PerClockDevice(dev) if per_clock else dev, cfg)
+    acc = driver_for(PerClockDevice(dev) if per_clock else dev, cfg)
     packed = acc.pack(w)
     acc.gemm(a[:1], packed)  # warm up
     c0, t0 = dev.cycles, time.perf_counter()

@@ -3,7 +3,7 @@
     from tritium.boards.backend import BoardBackend
     BitNetModel.from_pretrained(path, backend=BoardBackend(port="/dev/ttyUSB1"))
 
-or backend="board", port=... (registered in host/backends.py).
+or backend="board", port=... (the "board" entry point of group tritium.backends).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""BoardDevice: a host Device (host/driver.py) that runs Programs on a board over a serial link.
+"""BoardDevice: a host Device (bus/contract.py) that runs Programs on a board over a serial link.
 
 The same code drives a real board (/dev/ttyUSB1) and the simulated board top behind a
-pseudo-terminal (sim/board_sim.py PtyBoard). It speaks boards/protocol.py:
+pseudo-terminal (boards/board_sim.py PtyBoard). It speaks boards/protocol.py:
 
 - on open it sends IDENT and checks the link protocol version, the accelerator's ID and
   register-map VERSION, and its array configuration against the one the host expects;
@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bus.contract import MAGIC, VERSION, DeviceError
+from ..bus.ws_regmap import WsRegMap
 from ..golden.config import ArrayConfig, safe_k
-from ..hdl import regmap
-from ..hdl.regmap import RegMap
-from ..host.driver import DeviceError
 from . import protocol as P
 
 DEFAULT_BAUD = 115_200
@@ -130,12 +129,12 @@ class BoardDevice:
         params, ident, version, c0, c1 = words
         info = LinkInfo(req_bytes=params >> 16, max_reads=params & 0xFFFF, ident=ident,
                         version=version, config0=c0, config1=c1)
-        if ident != regmap.MAGIC:
+        if ident != MAGIC:
             raise DeviceError(f"the device on {self.port} reports ID {ident:#010x}, expected "
-                              f"{regmap.MAGIC:#010x}: it is not a tritium accelerator")
-        if version != regmap.VERSION:
+                              f"{MAGIC:#010x}: it is not a tritium accelerator")
+        if version != VERSION:
             raise DeviceError(f"the accelerator on {self.port} has register-map version "
-                              f"{version}; this host speaks {regmap.VERSION}")
+                              f"{version}; this host speaks {VERSION}")
         if info.payload_bytes < P.OP_BYTES[P.OP_WRITE] or info.max_reads < 1:
             raise DeviceError(f"the device on {self.port} reports unusable link buffers "
                               f"({info.req_bytes} request bytes, {info.max_reads} reads)")
@@ -145,7 +144,7 @@ class BoardDevice:
         c0, c1 = self.link.config0, self.link.config1
         if cfg is None:
             return config_from_words(c0, c1)
-        want = RegMap(cfg).config_words()
+        want = WsRegMap(cfg).config_words()
         if (c0, c1) != want:
             raise DeviceError(
                 f"the board on {self.port} was built for a {_describe(c0, c1)}; the host "

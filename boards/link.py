@@ -20,8 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..bus.ws_regmap import Csr, WsRegMap
 from ..golden.config import ArrayConfig
-from ..hdl.regmap import Csr, RegMap
 from ..hdl.top import bus_signature
 from . import protocol as P
 
@@ -134,7 +134,7 @@ class LinkController(wiring.Component):
     def __init__(self, cfg: ArrayConfig, params: LinkParams | None = None) -> None:
         self.cfg = cfg
         self.params = params or LinkParams()
-        self.map = RegMap(cfg)
+        self.map = WsRegMap(cfg)
         if self.map.addr_bits > P.ADDR_BITS:
             raise ValueError(
                 f"the {cfg.name()} register map needs {self.map.addr_bits} address bits; the "

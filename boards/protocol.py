@@ -29,6 +29,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from ..bus.contract import OP_READ, OP_WAIT, OP_WRITE
+
 PROTOCOL_VERSION = 1
 
 # SLIP (RFC 1055)
@@ -42,10 +44,9 @@ RESP_HEADER_BYTES = 5   # ... and status
 CRC_BYTES = 2
 RESPONSE = 0x80         # set in the type byte of every response
 
-# Op encodings in an EXEC payload; opcodes equal host/driver.py's OP_* numbers.
-OP_WRITE = 1            # 01 addr:u16 word:u32
-OP_READ = 2             # 02 addr:u16            -> one u32 word in the response
-OP_WAIT = 3             # 03                     (until the accelerator is not busy)
+# Op encodings in an EXEC payload: the bus contract's op codes (bus/contract.py), then
+#   OP_WRITE addr:u16 word:u32;  OP_READ addr:u16 -> one u32 word in the response;
+#   OP_WAIT (until the accelerator is not busy)
 OP_BYTES = {OP_WRITE: 7, OP_READ: 3, OP_WAIT: 1}
 ADDR_BITS = 16          # address field width: boards.top rejects wider register maps
 

@@ -1,7 +1,7 @@
 """The board's top level: UART, link controller and accelerator.
 
 BoardCore is everything on the chip but the pins' I/O buffers and the clock: the Verilator
-end-to-end test (sim/board_sim.py) simulates exactly this component, UART pins included, so
+end-to-end test (boards/board_sim.py) simulates exactly this component, UART pins included, so
 what is proven there is what BoardTop puts on the FPGA. BoardTop adds what a platform supplies:
 the board clock, the UART pins and an LED.
 """
@@ -14,7 +14,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import ArrayConfig
-from ..hdl.top import TernaryAccelerator
+from ..hdl.ws_top import WsAccelerator
 from .link import LinkController, LinkParams
 from .uart import UARTRx, UARTTx, divisor_for
 
@@ -22,7 +22,7 @@ DEFAULT_BAUD = 115_200
 
 
 class BoardCore(wiring.Component):
-    """UART (8N1, `divisor` clocks per bit) + LinkController + TernaryAccelerator.
+    """UART (8N1, `divisor` clocks per bit) + LinkController + WsAccelerator.
 
     `led` toggles on every good frame the link receives.
     """
@@ -47,7 +47,7 @@ class BoardCore(wiring.Component):
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
         m.submodules.link = link = self._link
-        m.submodules.acc = acc = TernaryAccelerator(self.cfg)
+        m.submodules.acc = acc = WsAccelerator(self.cfg)
         wiring.connect(m, urx.data, link.rx)
         wiring.connect(m, link.tx, utx.data)
         wiring.connect(m, link.bus, acc.bus)

@@ -7,13 +7,11 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DATAFLOWS = ("ws", "os")
-
 # The host bus is 32 bits wide; results are read one accumulator per word.
 BUS_BITS = 32
-# Field widths of the CONFIG registers (hdl/regmap.py) bound what a config may ask for.
+# Field widths of the CONFIG registers (bus/contract.py) bound what a config may ask for.
 MAX_DIM = 255
-# The "os" dataflow's simulated DRAM (hdl/stream_top.py): one row of dram_bytes_per_cycle bytes
+# The "os" dataflow's simulated DRAM (hdl/os_top.py): one row of dram_bytes_per_cycle bytes
 # per cycle; both bounds keep its host addresses inside the 32-bit bus address.
 MAX_DRAM_BYTES_PER_CYCLE = 1024
 MAX_DRAM_WORDS = 2**24
@@ -21,6 +19,15 @@ MAX_DRAM_WORDS = 2**24
 
 class ConfigError(ValueError):
     """An ArrayConfig parameter is out of range; the message names the parameter."""
+
+
+def __getattr__(name: str) -> Any:
+    # DATAFLOWS comes from the dataflow registry, which imports this module: resolve it late.
+    if name == "DATAFLOWS":
+        from .dataflows import dataflow_names
+
+        return dataflow_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def safe_k(act_bits: int, acc_bits: int) -> int:
@@ -45,7 +52,7 @@ class ArrayConfig:
     """Parameters of one ternary systolic accelerator.
 
     rows x cols PEs; weight-stationary ("ws") puts K on rows and N on cols and streams M.
-    Output-stationary weight streaming ("os", golden/stream.py) gives each of the rows x cols
+    Output-stationary weight streaming ("os", golden/os_model.py) gives each of the rows x cols
     PEs one output column and streams ternary weights from DRAM at dram_bytes_per_cycle.
     weight_tiles: how many rows x cols weight tiles the weight buffer holds ("ws").
     act_depth: activation-buffer entries = largest M one tile may stream (also output depth)
@@ -55,7 +62,7 @@ class ArrayConfig:
     dram_bytes_per_cycle: DRAM bandwidth in bytes per accelerator clock ("os": a multiple of 4,
     so a DRAM row holds whole 32-bit results).
     dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
-    power of two; 0 sizes it for one pass at max_k (golden.stream.stream_dram_words).
+    power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
     """
 
     rows: int = 8
@@ -92,10 +99,9 @@ class ArrayConfig:
                 f"(wider than act_bits={self.act_bits}, at most the {BUS_BITS}-bit bus), "
                 f"got {self.acc_bits}"
             )
-        if self.dataflow not in DATAFLOWS:
-            raise ConfigError(
-                f"ArrayConfig.dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}"
-            )
+        from .dataflows import dataflow  # the registry imports this module
+
+        model = dataflow(self.dataflow).model   # raises ConfigError naming the known ones
         if not 1 <= self.weight_tiles <= 65535:
             raise ConfigError(
                 f"ArrayConfig.weight_tiles must be in 1..65535, got {self.weight_tiles}"
@@ -114,6 +120,7 @@ class ArrayConfig:
         if not isinstance(self.clock_mhz, (int, float)) or not self.clock_mhz > 0:
             raise ConfigError(f"ArrayConfig.clock_mhz must be > 0, got {self.clock_mhz!r}")
         self._check_dram()
+        model.check_config(self)
 
     def _check_dram(self) -> None:
         b, words = self.dram_bytes_per_cycle, self.dram_words
@@ -123,21 +130,6 @@ class ArrayConfig:
         if words and not (16 <= words <= MAX_DRAM_WORDS and words & (words - 1) == 0):
             raise ConfigError(f"ArrayConfig.dram_words must be 0 (sized for max_k) or a power "
                               f"of two in 16..{MAX_DRAM_WORDS}, got {words}")
-        if self.dataflow != "os":
-            return
-        if b % 4:
-            raise ConfigError(f"ArrayConfig.dram_bytes_per_cycle must be a multiple of 4 for "
-                              f"dataflow os (a DRAM row holds whole 32-bit results), got {b}; "
-                              f"use {max(4, b - b % 4)}")
-        from .stream import min_dram_words  # stream.py imports this module
-
-        need = min_dram_words(self)
-        if words and words < need:
-            fit = 1 << (need - 1).bit_length()
-            raise ConfigError(f"ArrayConfig.dram_words={words} cannot hold one os pass at "
-                              f"max_k={self.max_k} ({need} rows of {b} bytes: weights, "
-                              f"activations and results); raise dram_words to {fit}, lower "
-                              f"max_k, or use 0 to size it automatically")
 
     @property
     def pes(self) -> int:

@@ -11,8 +11,9 @@ Events are counted where vectors enter the array: every injected vector makes ea
 non-zero weight issue one add/subtract (a "MAC") and each zero-weight PE hold (a "skip").
 Padded rows and columns of edge tiles hold zero weights, so they count as skips.
 
-gemm_cycles, gemm_events and gemm_events_from_nnz follow cfg.dataflow: "os" configs are
-answered by golden/stream.py, so callers need not know the dataflow.
+gemm_cycles, gemm_events and gemm_events_from_nnz follow cfg.dataflow through the dataflow
+registry (golden/dataflows.py), so callers need not know the dataflow; the ws_* functions are
+the "ws" model.
 """
 
 from __future__ import annotations
@@ -74,12 +75,30 @@ def tile_events(cfg: ArrayConfig, codes: np.ndarray, m: int) -> Events:
                   zero_skips=m * (cfg.pes - nnz))
 
 
-def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
-    """Busy cycles of a whole M x K x N GEMM (needs only the shape)."""
-    if cfg.dataflow == "os":
-        from .stream import stream_gemm_cycles
+def _model(cfg: ArrayConfig):
+    from .dataflows import dataflow  # the registry imports this module
 
-        return stream_gemm_cycles(cfg, m, k, n)
+    return dataflow(cfg.dataflow).model
+
+
+def gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+    """Busy cycles of a whole M x K x N GEMM on cfg's dataflow (needs only the shape)."""
+    return _model(cfg).gemm_cycles(cfg, m, k, n)
+
+
+def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> Events:
+    """Events of an M x K x N GEMM with weights w [K, N] on cfg's dataflow; MACs and skips
+    depend on the zeros."""
+    return _model(cfg).gemm_events(cfg, w, m)
+
+
+def gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
+    """Same totals as gemm_events, from the weight's non-zero count alone, so runtimes need
+    not re-tile W."""
+    return _model(cfg).gemm_events_from_nnz(cfg, m, k, n, nnz)
+
+
+def ws_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
     return sum(tile_cycles(cfg, t.m) for t in plan_gemm(cfg, m, k, n))
 
 
@@ -88,13 +107,8 @@ class GemmEvents(Events):
     per_tile: list[tuple[Tile, Events]] = field(default_factory=list)
 
 
-def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents | Events:
-    """Events of an M x K x N GEMM with weights w [K, N]; MACs and skips depend on the zeros.
-    ("ws" also lists the events of each tile.)"""
-    if cfg.dataflow == "os":
-        from .stream import stream_gemm_events
-
-        return stream_gemm_events(cfg, w, m)
+def ws_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents:
+    """"ws" events, with the events of each tile listed."""
     w = check_ternary("weights", w)
     k, n = w.shape
     total = GemmEvents()
@@ -105,13 +119,9 @@ def gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents | Events:
     return total
 
 
-def gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
-    """Same totals as gemm_events, from the weight's non-zero count alone (every M chunk
-    streams each of its vectors past every tile once), so runtimes need not re-tile W."""
-    if cfg.dataflow == "os":
-        from .stream import stream_gemm_events_from_nnz
-
-        return stream_gemm_events_from_nnz(cfg, m, k, n, nnz)
+def ws_gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
+    """"ws" totals from the non-zero count (every M chunk streams each of its vectors past
+    every tile once)."""
     tiles_per_chunk = math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
     total = Events()
     for m0 in range(0, m, cfg.act_depth):

@@ -1,7 +1,7 @@
 """DRAM and on-chip buffer traffic, and the cycles a GEMM takes once memory is counted.
 
 The compute cycles always come from the RTL-validated cycle models (golden.cycles for "ws",
-golden.stream for "os"); this module adds the one extra assumption, a DRAM that moves
+golden.os_model for "os"); this module adds the one extra assumption, a DRAM that moves
 `dram_bytes_per_cycle` bytes per accelerator clock, and how its transfers overlap compute.
 
 Storage formats (DRAM side):
@@ -26,7 +26,7 @@ and the last tile's compute nothing to hide, which is charged once as min(first 
 compute): exact when consecutive tiles are the same size, off by at most an edge tile's
 difference otherwise. DRAM time is fractional (an average rate, not whole bus beats).
 
-Output-stationary / weight-streaming ("os"): golden.stream's cycle count is exact for the
+Output-stationary / weight-streaming ("os"): golden.os_model's cycle count is exact for the
 os RTL and already includes every DRAM transfer (activation load, weight stream, result
 drain, serial on one channel at dram_bytes_per_cycle), so nothing is added. Its DRAM rows are
 whole multiples of 4 bytes, so a fractional rate is rounded down for os (os_bytes_per_cycle),
@@ -40,10 +40,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import stream
+from . import os_model
 from .checks import InputError
 from .config import MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
-from .cycles import Events, gemm_events_from_nnz, tile_cycles
+from .cycles import Events, tile_cycles, ws_gemm_events_from_nnz
 from .energy import EnergyEvents
 
 WEIGHT_CODE_BITS = 2     # bits per weight in the on-chip weight buffer and PE registers
@@ -150,7 +150,7 @@ def pe_register_bits(cfg: ArrayConfig) -> int:
 
 
 def buffer_capacities(cfg: ArrayConfig) -> tuple[float, float, float]:
-    """Bytes of the weight, activation and output buffers (hdl/top.py)."""
+    """Bytes of the weight, activation and output buffers (hdl/ws_top.py)."""
     return (cfg.weight_tiles * cfg.rows * cfg.cols * WEIGHT_CODE_BITS / 8,
             cfg.act_depth * cfg.rows,
             cfg.act_depth * cfg.cols * cfg.acc_bits / 8)
@@ -189,8 +189,7 @@ def ws_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
     r, c = cfg.rows, cfg.cols
     bw = mem.dram_bytes_per_cycle
     double = cfg.weight_tiles >= 2
-    ws_cfg = cfg if cfg.dataflow == "ws" else dataclasses.replace(cfg, dataflow="ws")
-    events = gemm_events_from_nnz(ws_cfg, m, k, n, nnz)
+    events = ws_gemm_events_from_nnz(cfg, m, k, n, nnz)
 
     kt, nt = math.ceil(k / r), math.ceil(n / c)
     k_cls, n_cls, m_cls = _classes(k, r), _classes(n, c), _classes(m, cfg.act_depth)
@@ -259,21 +258,21 @@ def os_config(cfg: ArrayConfig, mem: MemoryConfig) -> ArrayConfig:
 
 def os_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
                  nnz: int) -> GemmCost:
-    """Weight-streaming cost from golden.stream. Its cycle count already holds every DRAM
+    """Weight-streaming cost from golden.os_model. Its cycle count already holds every DRAM
     transfer (activation load, 2-bit weight stream, result drain, serial on one channel), so
     nothing is added here. The os RTL streams 2-bit codes whatever mem.weight_bits says."""
     _check_dims(cfg, m, k, n)
     _check_nnz(k, n, nnz)
     oc = os_config(cfg, mem)
-    events = stream.stream_gemm_events_from_nnz(oc, m, k, n, nnz)
-    traffic = stream.stream_traffic(oc, m, k, n)
+    events = os_model.stream_gemm_events_from_nnz(oc, m, k, n, nnz)
+    traffic = os_model.stream_traffic(oc, m, k, n)
     visits = events.macs + events.zero_skips
     # On chip only the activation buffer is SRAM: each row's K activations are written once
     # and one is read (and broadcast) per compute beat. Weights go DRAM -> PEs, results
     # PEs -> DRAM, with no buffer between.
-    beats = events.cycles - m * stream.stream_load_cycles(oc, k) - m * sum(
-        count * stream.stream_drain_cycles(oc, cols)
-        for cols, count in stream.stream_passes(oc, n))
+    beats = events.cycles - m * os_model.stream_load_cycles(oc, k) - m * sum(
+        count * os_model.stream_drain_cycles(oc, cols)
+        for cols, count in os_model.stream_passes(oc, n))
     sram_a = (m * k + beats) * 8
     # PE registers: a MAC rewrites the PE's accumulator; every active PE latches its 2-bit
     # code each beat; each drained result is shifted once.
@@ -287,21 +286,25 @@ def os_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
 def gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int, nnz: int,
               dataflow: str | None = None) -> GemmCost:
     """Cost on one dataflow (cfg.dataflow unless given)."""
-    df = dataflow or cfg.dataflow
-    if df == "ws":
-        return ws_gemm_cost(cfg, mem, m, k, n, nnz)
-    if df == "os":
-        return os_gemm_cost(cfg, mem, m, k, n, nnz)
-    raise ConfigError(f"dataflow must be \"ws\" or \"os\", got {df!r}")
+    from .dataflows import dataflow as named  # the registry imports this module
+
+    return named(dataflow or cfg.dataflow).model.gemm_cost(cfg, mem, m, k, n, nnz)
 
 
 def best_dataflow(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int,
                   mem: MemoryConfig | None = None) -> str:
-    """The dataflow with the fewest cycles for this GEMM (ties: "ws"): what the host runtime
-    runs a matmul on, and what `tritium estimate --dataflow auto` assumes. mem defaults to the
-    array's own DRAM rate; os is left out where that rate is below one 4-byte row per cycle."""
+    """The dataflow with the fewest cycles for this GEMM (ties: the first registered, "ws"):
+    what the host runtime runs a matmul on, and what `tritium estimate --dataflow auto`
+    assumes. mem defaults to the array's own DRAM rate; a dataflow whose cost model rejects
+    that memory (os below one 4-byte row per cycle) is left out."""
+    from .dataflows import dataflow_names
+
     mem = mem or MemoryConfig(cfg.dram_bytes_per_cycle)
-    cycles = {"ws": gemm_cost(cfg, mem, m, k, n, nnz, "ws").cycles}
-    with contextlib.suppress(ConfigError):
-        cycles["os"] = gemm_cost(cfg, mem, m, k, n, nnz, "os").cycles
+    cycles = {}
+    for df in dataflow_names():
+        with contextlib.suppress(ConfigError):
+            cycles[df] = gemm_cost(cfg, mem, m, k, n, nnz, df).cycles
+    if not cycles:
+        raise ConfigError(f"no dataflow can run a {m}x{k}x{n} GEMM at "
+                          f"{mem.dram_bytes_per_cycle:.4g} DRAM bytes per cycle")
     return min(cycles, key=cycles.__getitem__)

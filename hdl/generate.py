@@ -9,19 +9,24 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from ..golden.config import ArrayConfig
+from ..golden.dataflows import dataflow
 from .array import SystolicArray
 from .mac_pe import MacPE
 from .pe import TernaryPE
-from .regmap import RegMap
-from .stream_regmap import StreamRegMap
-from .stream_top import StreamAccelerator
-from .top import TernaryAccelerator
 
-# "top" is the accelerator of cfg.dataflow; "stream" is always the os top (its own bench).
+# "top" is the accelerator of cfg.dataflow (golden.dataflows); "stream" is always the os top.
 UNITS = ("pe", "array", "top", "stream")
 # "mac" is the int8 x int8 multiply-accumulate baseline, built for area/Fmax comparison only.
 PES = ("ternary", "mac")
 MAC_WEIGHT_BITS = 8
+
+
+def top_dataflow(unit: str, cfg: ArrayConfig) -> str | None:
+    """The dataflow whose top `unit` builds for cfg (None for units below the top)."""
+    if unit == "stream":
+        return "os"
+    return cfg.dataflow if unit == "top" else None
+
 
 
 def make_unit(unit: str, cfg: ArrayConfig, pe: str = "ternary") -> wiring.Component:
@@ -40,10 +45,9 @@ def make_unit(unit: str, cfg: ArrayConfig, pe: str = "ternary") -> wiring.Compon
         return TernaryPE(cfg.act_bits, cfg.acc_bits)
     if unit == "array":
         return SystolicArray(cfg)
-    if unit == "top" and cfg.dataflow == "os" or unit == "stream":
-        return StreamAccelerator(cfg)
-    if unit == "top":
-        return TernaryAccelerator(cfg)
+    df = top_dataflow(unit, cfg)
+    if df is not None:
+        return dataflow(df).load("top")(cfg)
     raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
 
 
@@ -52,8 +56,7 @@ def to_verilog(component: wiring.Component, name: str) -> str:
 
 
 def manifest(cfg: ArrayConfig, unit: str, name: str) -> dict:
-    os_top = unit == "stream" or unit == "top" and cfg.dataflow == "os"
-    rm = StreamRegMap(cfg) if os_top else RegMap(cfg)
+    rm = dataflow(top_dataflow(unit, cfg) or cfg.dataflow).load("regmap")(cfg)
     return {
         "tritium_unit": unit,
         "top": name,

@@ -5,10 +5,13 @@ activations; it never knows which backend it talks to. Both return bit-identical
 
 - "golden": NumPy, exact. Events (tiles, cycles, MACs, zero skips) come from the cycle model
   of the configured array, so the statistics equal what the RTL would count.
-- "rtl": the Verilator-compiled accelerator (tritium.sim.verilated), driven tile by tile by
-  the host driver; events are read from the RTL's own performance counters.
 
-Other backends (a board over a serial link, say) register themselves with `register_backend`.
+Transports register their own backends, so this module imports neither tritium.sim nor
+tritium.boards: each declares an entry point in the group "tritium.backends" (pyproject.toml:
+"rtl", the Verilator-compiled accelerator in tritium.sim.backend; "board", an FPGA board over
+its serial link in tritium.boards.backend), loaded by name the first time it is asked for.
+`register_backend` adds one at run time. Backends on a Device run its dataflow's host driver
+(DeviceBackend); events are read from the RTL's own performance counters.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +31,10 @@ from ..golden.checks import InputError, check_int_range, check_ternary
 from ..golden.config import DATAFLOWS, ArrayConfig, safe_k
 from ..golden.cycles import Events, gemm_events_from_nnz
 from ..golden.memory import best_dataflow
+from .driver import driver_for
 from .ops import parallel, split, threads
+
+ENTRY_POINT_GROUP = "tritium.backends"
 
 # The array both backends model unless told otherwise: small enough to simulate quickly,
 # 32-bit accumulators, and max_k (8192) above the largest K of bitnet-b1.58-2B-4T (6912).
@@ -117,7 +123,7 @@ def exact_matmul(a: np.ndarray, w: np.ndarray, scratch: list[np.ndarray] | None 
     return np.matmul(a.astype(dtype), wf).astype(np.int32)
 
 
-def _check_array(array: ArrayConfig) -> None:
+def check_array(array: ArrayConfig) -> None:
     if array.act_bits != 8:
         raise InputError(f"BitNet b1.58 activations are int8, so the array needs "
                          f"act_bits=8; got ArrayConfig.act_bits={array.act_bits}")
@@ -129,7 +135,7 @@ class Backend(ABC):
     name: ClassVar[str] = "?"
 
     def __init__(self, array: ArrayConfig) -> None:
-        _check_array(array)
+        check_array(array)
         self.array = array
         self.seconds = 0.0     # wall time spent in matmul
         self.calls = 0
@@ -190,17 +196,15 @@ class GoldenBackend(Backend):
 
 
 class DeviceBackend(Backend):
-    """A backend whose matmuls run on a Device (host/driver.py) through the host driver of the
-    device's dataflow; every weight is packed into bus words once, at prepare time, and the
-    events come from the device's own performance counters."""
+    """A backend whose matmuls run on a Device (bus/contract.py) through the host driver of the
+    device's dataflow (host/driver.driver_for); every weight is packed into bus words once, at
+    prepare time, and the events come from the device's own performance counters."""
 
     def __init__(self, device: Any) -> None:
         self.device = device
         try:
             super().__init__(device.cfg)
-            from .stream_driver import accelerator_for
-
-            self.accel = accelerator_for(device, device.cfg)
+            self.accel = driver_for(device, device.cfg)
             self.accel.identify()
         except BaseException:
             device.close()
@@ -216,21 +220,6 @@ class DeviceBackend(Backend):
         if self.device is not None:
             self.device.close()
             self.device = None
-
-
-class RtlBackend(DeviceBackend):
-    """The Verilator-simulated accelerator, compiled once per ArrayConfig and cached on disk.
-    Whole programs of bus operations run in C++; Python only packs tiles."""
-
-    name = "rtl"
-
-    def __init__(self, array: ArrayConfig, *, build_root: str | None = None) -> None:
-        _check_array(array)   # before the (slow) simulator build
-        # imported here: only this backend needs the simulator and its toolchain
-        from ..sim.verilated import VerilatorDevice
-
-        super().__init__(VerilatorDevice(array, build_root=Path(build_root) if build_root
-                                         else None))
 
 
 class AutoBackend(Backend):
@@ -272,17 +261,12 @@ class AutoBackend(Backend):
             b.close()
 
 
-def _board(array: ArrayConfig | None = None, *, port: str, baud: int = 115200,
-           timeout: float = 1.0, retries: int = 5) -> Backend:
-    """An FPGA board over its serial link (tritium.boards), imported only when asked for."""
-    from ..boards.backend import BoardBackend
-
-    return BoardBackend(array, port=port, baud=baud, timeout=timeout, retries=retries)
-
-
 BackendFactory = Callable[..., Backend]
-_REGISTRY: dict[str, BackendFactory] = {"golden": GoldenBackend, "rtl": RtlBackend,
-                                        "board": _board}
+_REGISTRY: dict[str, BackendFactory] = {"golden": GoldenBackend}
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:
@@ -291,17 +275,28 @@ def register_backend(name: str, factory: BackendFactory) -> None:
 
 
 def backend_names() -> list[str]:
-    return list(_REGISTRY)
+    return list(_REGISTRY) + [n for n in _entry_points() if n not in _REGISTRY]
+
+
+def _factory(name: str) -> BackendFactory:
+    """The factory registered as name, loading its entry point the first time."""
+    if name not in _REGISTRY:
+        ep = _entry_points().get(name)
+        if ep is None:
+            raise InputError(f"unknown backend {name!r}; known backends: "
+                             f"{', '.join(backend_names())}")
+        try:
+            _REGISTRY[name] = ep.load()
+        except ImportError as exc:
+            raise InputError(f"backend {name!r} ({ep.value}) cannot be loaded: {exc}") from None
+    return _REGISTRY[name]
 
 
 def make_backend(name: str, array: ArrayConfig | None = None, **opts: Any) -> Backend:
     """A backend by name, for `array` (default DEFAULT_ARRAY: 4x4, 32-bit accumulators)."""
-    if name not in _REGISTRY:
-        raise InputError(f"unknown backend {name!r}; known backends: "
-                         f"{', '.join(backend_names())}")
+    factory = _factory(name)
     if array is not None and not isinstance(array, ArrayConfig):
         raise InputError(f"array must be an ArrayConfig, got {type(array).__name__}")
-    factory = _REGISTRY[name]
     dataflow = opts.pop("dataflow", None)
     if dataflow not in (None, "auto"):
         raise InputError(f"backend option dataflow must be 'auto' (or set "

@@ -395,7 +395,7 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         os_row = None
     out = [
         "Compute cycles, tiles, MACs and zero skips come from the RTL-validated cycle models "
-        "(golden.cycles for ws, golden.stream for os); DRAM time is the added assumption.",
+        "(golden.cycles for ws, golden.os_model for os); DRAM time is the added assumption.",
         f"DRAM: {ecfg.gbps:g} GB/s (10^9 B/s) at {a.clock_mhz:g} MHz = "
         f"{mem.dram_bytes_per_cycle:.4g} bytes per cycle, one channel, fractional cycles.",
         f"Weights are stored packed at {mem.weight_bits:g} bits per ternary weight "
@@ -407,7 +407,7 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
            if a.weight_tiles >= 2 else
            "weight_tiles=1: weight loads are serial with compute")
         + "; results drain serially after each output block's last K tile.",
-        "os: golden.stream's cycles are exact for the os RTL and already include every DRAM "
+        "os: golden.os_model's cycles are exact for the os RTL and already include every DRAM "
         "transfer (activation load, 2-bit weight stream, result drain) one after another on "
         "the one channel, at the DRAM rate rounded down to a multiple of 4 bytes per cycle"
         + (f" ({os_row} here)" if os_row else "") + "; os always streams 2-bit codes.",

@@ -10,13 +10,21 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from ..hdl import regmap
-from ..hdl.regmap import Csr, RegMap
+from ..bus.contract import (
+    COUNTER_CSRS,
+    COUNTERS,
+    OP_READ,
+    OP_WAIT,
+    OP_WRITE,
+    STATUS_BUSY,
+    Csr,
+    RegMapBase,
+)
 from .benchutil import uint
 
 
 class BusMaster:
-    def __init__(self, dut, rm: RegMap) -> None:
+    def __init__(self, dut, rm: RegMapBase) -> None:
         self.dut = dut
         self.rm = rm
         self.clk = dut.clk
@@ -47,14 +55,14 @@ class BusMaster:
         await RisingEdge(self.clk)
         return word
 
-    async def read_csr(self, reg: Csr) -> int:
+    async def read_csr(self, reg: int) -> int:
         return await self.read(self.rm.csr(reg))
 
     async def counters(self) -> dict[str, int]:
         out = {}
-        for name, lo in zip(regmap.COUNTERS, regmap.COUNTER_CSRS, strict=True):
+        for name, lo in zip(COUNTERS, COUNTER_CSRS, strict=True):
             low = await self.read_csr(lo)
-            high = await self.read_csr(Csr(lo + 1))
+            high = await self.read_csr(lo + 1)
             out[name] = high << 32 | low
         return out
 
@@ -62,14 +70,12 @@ class BusMaster:
         """Poll STATUS until not busy; returns the STATUS word."""
         for _ in range(limit):
             status = await self.read_csr(Csr.STATUS)
-            if not status & regmap.STATUS_BUSY:
+            if not status & STATUS_BUSY:
                 return status
         raise TimeoutError("accelerator stayed busy")
 
     async def execute(self, ops: np.ndarray) -> np.ndarray:
-        """Run a host/driver.py Program op list over the bus, as the fast device does."""
-        from ..host.driver import OP_READ, OP_WAIT, OP_WRITE
-
+        """Run a Program's op list over the bus, as the fast device does."""
         reads = []
         writes: list[tuple[int, int]] = []
         for op, addr, word in np.asarray(ops).tolist():

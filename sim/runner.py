@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 from ..golden.config import ArrayConfig
-from ..hdl.generate import UNITS, write_unit
+from ..golden.dataflows import dataflow
+from ..hdl.generate import UNITS, top_dataflow, write_unit
 from .toolchain import ensure_verilator
 
 HDL_DIR = Path(__file__).resolve().parent.parent / "hdl"
-BENCH_MODULE = "tritium.sim.bench_{unit}"
+BENCH_MODULE = "tritium.sim.bench_{unit}"   # units below the top; a top's is its dataflow's
 
 
 class BenchFailure(AssertionError):
@@ -24,8 +25,8 @@ def default_build_root() -> Path:
 
 
 # The modules Verilog generation reads; editing any other hdl/ file keeps simulator builds.
-RTL_SOURCES = ("pe.py", "array.py", "top.py", "regmap.py", "generate.py", "stream_top.py",
-               "stream_regmap.py")
+RTL_SOURCES = ("pe.py", "array.py", "top.py", "ws_top.py", "os_top.py", "generate.py",
+               "../bus/contract.py", "../bus/ws_regmap.py", "../bus/os_regmap.py")
 
 
 def hdl_hash() -> str:
@@ -85,7 +86,8 @@ def run_bench(
     env.update(extra_env or {})
     try:
         results = runner.test(
-            test_module=BENCH_MODULE.format(unit=unit),
+            test_module=(dataflow(df).bench if (df := top_dataflow(unit, cfg))
+                         else BENCH_MODULE.format(unit=unit)),
             hdl_toplevel=name,
             testcase=testcase,
             build_dir=build_dir,

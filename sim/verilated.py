@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bus.contract import OP_READ, DeviceError
 from ..golden.config import ArrayConfig
 from ..hdl.generate import write_unit
-from ..host.driver import DeviceError
 from .runner import default_build_root, hdl_hash
 from .toolchain import ToolchainError, cached_build, ensure_verilator
 
@@ -88,7 +88,7 @@ _ERRORS = {
 
 
 class VerilatorDevice:
-    """A host Device (host/driver.py) backed by the Verilated accelerator top."""
+    """A host Device (bus/contract.py) backed by the Verilated accelerator top."""
 
     def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None) -> None:
         self.cfg = cfg
@@ -132,7 +132,7 @@ class VerilatorDevice:
         ops = np.ascontiguousarray(ops, dtype=np.int64)
         if ops.ndim != 2 or ops.shape[1] != 3:
             raise DeviceError(f"a program must be an [n, 3] op array, got shape {ops.shape}")
-        nreads = int(np.count_nonzero(ops[:, 0] == 2))
+        nreads = int(np.count_nonzero(ops[:, 0] == OP_READ))
         reads = np.zeros(max(nreads, 1), dtype=np.uint32)
         got = self._lib.tritium_dev_execute(
             self._handle(), ops.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), len(ops),

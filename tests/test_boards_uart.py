@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tritium.boards.board_sim import SimBoard, run_board_bench
 from tritium.boards.uart import UARTRx, divisor_for
 from tritium.golden import ArrayConfig
-from tritium.sim.board_sim import SimBoard, run_board_bench
 
 
 def test_divisor_for_real_boards() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tritium.golden import ArrayConfig, stream
+from tritium.golden import ArrayConfig
+from tritium.golden import os_model as stream
 from tritium.golden.checks import InputError
 from tritium.golden.config import ConfigError
 from tritium.golden.cycles import gemm_events, tile_cycles

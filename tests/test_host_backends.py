@@ -55,8 +55,9 @@ def test_golden_backend_events_equal_the_cycle_model() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(backends.backend_names()) >= {"golden", "rtl"}
-    with pytest.raises(InputError, match="unknown backend 'tpu'; known backends: golden, rtl"):
+    assert set(backends.backend_names()) >= {"golden", "rtl", "board"}
+    with pytest.raises(InputError, match=r"unknown backend 'tpu'; known backends: golden, "
+                                         r"(?=.*\brtl\b)(?=.*\bboard\b)"):
         make_backend("tpu")
     with pytest.raises(InputError, match="backend 'golden' does not take option.*port"):
         make_backend("golden", port="/dev/null")
@@ -67,6 +68,26 @@ def test_registry_and_errors() -> None:
     assert be.array.max_k >= 6912
     with pytest.raises(InputError, match="act_bits=8"):
         make_backend("golden", ArrayConfig(act_bits=4, acc_bits=16, max_k=2000))
+
+
+def test_transports_register_through_entry_points() -> None:
+    """host names no transport: rtl and board come from the tritium.backends entry points,
+    loaded only when asked for."""
+    from tritium.boards.backend import BoardBackend
+    from tritium.sim.backend import RtlBackend
+
+    assert backends._factory("rtl") is RtlBackend
+    assert backends._factory("board") is BoardBackend
+
+
+def test_a_broken_entry_point_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    broken = EntryPoint("fpga9", "tritium.no_such_module:Backend", backends.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(backends, "_entry_points", lambda: {"fpga9": broken})
+    with pytest.raises(InputError, match=r"backend 'fpga9' \(tritium.no_such_module:Backend\) "
+                                         r"cannot be loaded"):
+        make_backend("fpga9")
 
 
 def test_registering_a_backend() -> None:

@@ -12,12 +12,12 @@ import pytest
 import serial
 
 from tritium.boards import protocol as P
+from tritium.boards.board_sim import LineProxy, PtyBoard, SimBoard
 from tritium.boards.host import BoardDevice
+from tritium.bus import MAGIC, VERSION, DeviceError
+from tritium.bus.ws_regmap import Csr, WsRegMap
 from tritium.golden import ArrayConfig, gemm_events, ternary_gemm
-from tritium.hdl import regmap
-from tritium.hdl.regmap import Csr, RegMap
-from tritium.host.driver import Accelerator, DeviceError
-from tritium.sim.board_sim import LineProxy, PtyBoard, SimBoard
+from tritium.host.ws_driver import WsDriver
 
 CFG = ArrayConfig(rows=4, cols=3, act_depth=8, weight_tiles=2)
 # Small link buffers, so a GEMM needs many frames and the splitting is exercised.
@@ -42,7 +42,7 @@ def random_gemm(seed: int, m: int = 11, k: int = 10, n: int = 7):
 def check_gemm(dev: BoardDevice, seed: int) -> None:
     """Result and performance counters equal golden: a frame run twice would add tiles."""
     a, w = random_gemm(seed)
-    out, events = Accelerator(dev).gemm(a, w)
+    out, events = WsDriver(dev).gemm(a, w)
     np.testing.assert_array_equal(out, ternary_gemm(a, w, CFG.act_bits))
     want = gemm_events(CFG, w, a.shape[0])
     assert (events.tiles, events.cycles, events.macs, events.zero_skips) == \
@@ -53,7 +53,7 @@ def test_identify_and_gemm(board) -> None:
     with BoardDevice(board.port, **FAST) as dev:
         assert dev.cfg.name() == CFG.name() and dev.cfg.act_depth == CFG.act_depth
         assert (dev.link.req_bytes, dev.link.max_reads) == (160, 12)
-        Accelerator(dev).identify()
+        WsDriver(dev).identify()
         check_gemm(dev, 0)
         assert dev.stats.retransmits == 0 and dev.stats.frames > 10
 
@@ -80,8 +80,8 @@ def exec_frame(seq: int, ops) -> bytes:
 
 def test_rtl_answers_like_the_protocol_model(board) -> None:
     """Raw frames, good and bad, to the RTL and to LinkModel: byte-identical answers."""
-    rm = RegMap(CFG)
-    csrs = {rm.csr(Csr.ID): regmap.MAGIC, rm.csr(Csr.VERSION): regmap.VERSION,
+    rm = WsRegMap(CFG)
+    csrs = {rm.csr(Csr.ID): MAGIC, rm.csr(Csr.VERSION): VERSION,
             rm.csr(Csr.CONFIG0): rm.config_words()[0], rm.csr(Csr.CONFIG1): rm.config_words()[1]}
     regs = dict(csrs)
     writes = []
@@ -209,7 +209,7 @@ def test_dead_line_gives_a_clear_error_after_bounded_retries(board) -> None:
         line.to_device = lambda b: b""
         start = time.monotonic()
         with pytest.raises(DeviceError, match=r"no valid answer .* after 3 attempts \(3 x timeout"):
-            Accelerator(dev).counters()
+            WsDriver(dev).counters()
         assert time.monotonic() - start < 3
         dev.close()
 

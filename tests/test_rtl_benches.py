@@ -27,8 +27,9 @@ def test_top(name: str, waves: bool) -> None:
 
 
 def test_configs_reach_the_safe_k_limit() -> None:
-    """bench_top's accumulator test runs K = max_k only where that stays short; make sure the
-    matrix keeps some configurations whose max_k is the overflow limit itself."""
+    """The ws bench's accumulator test (sim/bench_ws.py safe_limit_k) runs K = max_k only where
+    that stays short; make sure the matrix keeps some configurations whose max_k is the
+    overflow limit itself."""
     at_limit = [n for n, c in BENCH_CONFIGS.items()
                 if c.max_k == safe_k(c.act_bits, c.acc_bits) and c.max_k <= 64 * c.rows]
     assert len(at_limit) >= 2, at_limit

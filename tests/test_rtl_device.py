@@ -3,15 +3,47 @@ golden's GEMM and its performance counters equal golden's event model."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tritium.bus import MAGIC, OP_READ, OPS, DeviceError, Program
+from tritium.bus.ws_regmap import Csr, WsRegMap
 from tritium.golden import ArrayConfig, gemm_events, ternary_gemm
-from tritium.hdl import regmap
-from tritium.host.driver import OP_READ, Accelerator, DeviceError, Program
+from tritium.host.ws_driver import WsDriver
 from tritium.sim.verilated import VerilatorDevice, ensure_built
 
 from .configs import BENCH_CONFIGS
+
+CPP = Path(__file__).resolve().parent.parent / "sim" / "cpp"
+
+
+def cpp_op_codes(text: str) -> dict[str, int]:
+    """The OP_* constants a C++ harness defines (constexpr, const or #define)."""
+    pattern = r"(?:constexpr|const)\s+[\w:]+\s+(OP_\w+)\s*=\s*(\d+)\s*;|#define\s+(OP_\w+)\s+(\d+)"
+    return {m[0] or m[2]: int(m[1] or m[3]) for m in re.findall(pattern, text)}
+
+
+def test_cpp_harness_op_codes_match_the_bus_contract() -> None:
+    """sim/cpp runs Programs whose op codes tritium.bus defines: every OP_* a harness names
+    has the bus's number, and the device harness handles every bus op."""
+    sources = {path.name: path.read_text() for path in sorted(CPP.glob("*.cpp"))}
+    assert "device.cpp" in sources
+    for name, text in sources.items():
+        for op, code in cpp_op_codes(text).items():
+            assert OPS.get(op) == code, f"sim/cpp/{name}: {op} = {code}, bus says {OPS.get(op)}"
+    device = sources["device.cpp"]
+    assert cpp_op_codes(device) == OPS
+    for op in OPS:
+        assert re.search(rf"case\s+{op}\s*:", device), f"device.cpp does not handle {op}"
+
+
+def test_op_code_parser_sees_a_mismatch() -> None:
+    assert cpp_op_codes("constexpr int64_t OP_READ = 7;\n#define OP_WAIT 3\n") == \
+        {"OP_READ": 7, "OP_WAIT": 3}
+    assert cpp_op_codes("constexpr int64_t OP_READ = 7;") != {"OP_READ": OPS["OP_READ"]}
 
 
 @pytest.fixture(scope="module", params=sorted(BENCH_CONFIGS))
@@ -27,7 +59,7 @@ def _operands(cfg: ArrayConfig, rng: np.random.Generator, m: int, k: int, n: int
 
 def test_random_gemms_match_golden_and_counters(device: VerilatorDevice) -> None:
     cfg = device.cfg
-    acc = Accelerator(device)
+    acc = WsDriver(device)
     acc.identify()
     rng = np.random.default_rng(cfg.rows * 31 + cfg.cols)
     shapes = [(1, 1, 1), (1, min(cfg.max_k, 37), 2 * cfg.cols + 1),
@@ -41,7 +73,7 @@ def test_random_gemms_match_golden_and_counters(device: VerilatorDevice) -> None
 
 def test_packed_weights_give_the_same_result(device: VerilatorDevice) -> None:
     cfg = device.cfg
-    acc = Accelerator(device)
+    acc = WsDriver(device)
     rng = np.random.default_rng(7)
     a, w = _operands(cfg, rng, 5, min(cfg.max_k, 2 * cfg.rows + 1), 3 * cfg.cols - 1)
     first, _ = acc.gemm(a, acc.pack(w))
@@ -50,7 +82,7 @@ def test_packed_weights_give_the_same_result(device: VerilatorDevice) -> None:
 
 def test_extremes_at_the_safe_k(device: VerilatorDevice) -> None:
     cfg = device.cfg
-    acc = Accelerator(device)
+    acc = WsDriver(device)
     k = cfg.max_k
     lo = -(2 ** (cfg.act_bits - 1))
     a = np.full((2, k), lo)
@@ -67,7 +99,7 @@ def test_identify_rejects_a_different_configuration(device: VerilatorDevice) -> 
                         acc_bits=cfg.acc_bits, act_depth=cfg.act_depth,
                         max_k=cfg.max_k, weight_tiles=cfg.weight_tiles)
     with pytest.raises(DeviceError, match="configuration"):
-        Accelerator(device, other).identify()
+        WsDriver(device, other).identify()
 
 
 def test_bad_programs_raise_device_errors() -> None:
@@ -84,17 +116,17 @@ def test_bad_programs_raise_device_errors() -> None:
 def test_cycles_count_every_clock_and_per_clock_driving_agrees() -> None:
     """The per-clock entry points (the benchmark's baseline) see the same RTL."""
     cfg = BENCH_CONFIGS["2x3"]
-    rm = regmap.RegMap(cfg)
+    rm = WsRegMap(cfg)
     with VerilatorDevice(cfg) as dev:
         prog = Program()
-        prog.read(rm.csr(regmap.Csr.ID))
-        prog.write(rm.csr(regmap.Csr.M_COUNT), 3)
-        prog.read(rm.csr(regmap.Csr.M_COUNT))
+        prog.read(rm.csr(Csr.ID))
+        prog.write(rm.csr(Csr.M_COUNT), 3)
+        prog.read(rm.csr(Csr.M_COUNT))
         before = dev.cycles
         words = dev.execute(prog.as_array())
         assert dev.cycles - before == 3
-        assert words.tolist() == [regmap.MAGIC, 3]
-        dev.poke(rm.csr(regmap.Csr.CONFIG0), 0, 0, 1)
+        assert words.tolist() == [MAGIC, 3]
+        dev.poke(rm.csr(Csr.CONFIG0), 0, 0, 1)
         dev.tick()
         assert dev.rdata() == rm.config_words()[0]
         assert not dev.busy()

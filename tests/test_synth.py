@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from tritium.bus.ws_regmap import WsRegMap as RegMap
 from tritium.cli import main
 from tritium.golden import ArrayConfig
 from tritium.hdl import pnr, synth
 from tritium.hdl.generate import make_unit, to_verilog
-from tritium.hdl.regmap import RegMap
 from tritium.hdl.synth import (
     DEVICES,
     HARNESS_TOP,

@@ -5,7 +5,7 @@
 // one foreign call. The per-clock entry points (poke/tick/peek) exist only so a benchmark can
 // drive the same model one Python call per clock, as pyverilator-style tools do.
 //
-// Bus timing matches hdl/top.py and sim/bus.py: a write is taken at the clock edge where `we`
+// Bus timing matches bus/contract.py and sim/bus.py: a write is taken at the clock edge where `we`
 // is high; a read issued with `re` has its data on `rdata` right after that edge.
 
 #include <cstdint>

@@ -52,7 +52,7 @@ def gemm_demo(args: argparse.Namespace) -> dict:
     from ..golden import gemm_events, ternary_gemm
     from ..golden.cycles import scalesim_ws_cycles
     from ..golden.tiling import check_gemm_dims
-    from ..host.stream_driver import accelerator_for
+    from ..host.driver import driver_for
     from ..sim.verilated import VerilatorDevice
 
     cfg = array_from_args(args)
@@ -66,7 +66,7 @@ def gemm_demo(args: argparse.Namespace) -> dict:
     device = VerilatorDevice(cfg)
     build_s = time.perf_counter() - t0
     try:
-        acc = accelerator_for(device)
+        acc = driver_for(device)
         acc.identify()
         cycles0 = device.cycles
         t1 = time.perf_counter()

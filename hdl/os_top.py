@@ -1,5 +1,5 @@
 """The "os" accelerator top: outputs stationary, activations broadcast, ternary weights streamed
-from a simulated DRAM at dram_bytes_per_cycle into adder-only PEs (golden/stream.py)."""
+from a simulated DRAM at dram_bytes_per_cycle into adder-only PEs (golden/os_model.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,16 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..golden.config import BUS_BITS, ArrayConfig
-from ..golden.stream import stream_drain_cycles, stream_groups
-from .regmap import Region
-from .stream_regmap import (
-    COUNTER_CSRS,
-    COUNTERS,
-    DATAFLOW_OS,
-    MAGIC,
-    VERSION,
-    StreamCsr,
-    StreamRegMap,
-)
-from .top import COUNTER_BITS, accelerator_signature
+from ..bus.os_regmap import OsCsr, Region
+from ..golden.config import BUS_BITS
+from ..golden.os_model import stream_drain_cycles, stream_groups
+from .top import AcceleratorTop, Control
 
-# Sequencer phases while busy (golden/stream.py: load, compute, drain).
+# Sequencer phases while busy (golden/os_model.py: load, compute, drain).
 LOAD, COMPUTE, DRAIN = 0, 1, 2
 
 
-class StreamPE(wiring.Component):
+class OsPE(wiring.Component):
     """Output-stationary PE: one accumulator that adds, subtracts or holds the broadcast
     activation by a 2-bit ternary code (bit 0 "non-zero", bit 1 "negate", as TernaryPE).
 
@@ -75,12 +66,12 @@ def _popcount(bits: list[Value]) -> Value:
     return level[0]
 
 
-class StreamAccelerator(wiring.Component):
-    """P = rows x cols StreamPEs, a simulated DRAM, an activation buffer and a sequencer.
+class OsAccelerator(AcceleratorTop):
+    """P = rows x cols OsPEs, a simulated DRAM, an activation buffer and a sequencer.
 
-    The host writes weight and activation rows into DRAM (hdl/stream_regmap.py), sets M_COUNT,
+    The host writes weight and activation rows into DRAM (bus/os_regmap.py), sets M_COUNT,
     K_COUNT, N_COUNT and the three base rows, then CTRL.start. The start takes exactly
-    golden.stream.stream_gemm_cycles(cfg, M, K, N) busy cycles; every busy cycle is one beat
+    golden.os_model.stream_gemm_cycles(cfg, M, K, N) busy cycles; every busy cycle is one beat
     that moves one DRAM row:
       LOAD     an activation row arrives and is written into the activation buffer.
       COMPUTE  a weight row arrives; group g's PEs (columns gW .. gW+W-1 of the pass) add,
@@ -88,16 +79,12 @@ class StreamAccelerator(wiring.Component):
       DRAIN    L accumulators (columns dL .. dL+L-1 of the pass) are written into a DRAM row.
     The DRAM and activation-buffer reads for a beat are issued in the beat before (by the
     start write for the first), which is what makes the phases bubble-free.
-    Ports equal TernaryAccelerator's, so every bus-level harness drives either top.
+    Ports equal every AcceleratorTop's, so every bus-level harness drives either top.
     """
 
-    def __init__(self, cfg: ArrayConfig) -> None:
-        self.cfg = cfg
-        self.map = StreamRegMap(cfg)
-        super().__init__(accelerator_signature(self.map.addr_bits))
+    dataflow = "os"
 
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def elaborate_dataflow(self, m: Module, ctl: Control) -> None:
         cfg, rm = self.cfg, self.map
         bus = self.bus
         p = cfg.pes
@@ -111,8 +98,7 @@ class StreamAccelerator(wiring.Component):
         act_rows = -(-cfg.max_k // b)
 
         # --- address decode ----------------------------------------------------------------
-        region = bus.addr[rm.region_bits :]
-        offset = bus.addr[: rm.region_bits]
+        region, offset = ctl.region, ctl.offset
         host_row = offset[rm.word_bits : rm.word_bits + rm.dram_bits]
         host_word = offset[: rm.word_bits] if rm.word_bits else Const(0, 1)
 
@@ -128,28 +114,15 @@ class StreamAccelerator(wiring.Component):
         abuf_rd = abuf.read_port(transparent_for=(abuf_wr,))
 
         # --- control registers ---------------------------------------------------------------
-        m_count = Signal(32)
-        k_count = Signal(32)
-        n_count = Signal(32)
-        w_base = Signal(rm.dram_bits)
-        a_base = Signal(rm.dram_bits)
-        o_base = Signal(rm.dram_bits)
-        busy = Signal()
-        done = Signal()
-        error = Signal()
-        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
-
-        csr_we = bus.we & (region == Region.CSR)
-        ctrl_we = csr_we & (offset == StreamCsr.CTRL)
-        start_req = ctrl_we & bus.wdata[0]
-        start_ok = Signal()
-        m.d.comb += start_ok.eq(start_req & ~busy & (m_count != 0) & (k_count != 0)
-                                & (k_count <= cfg.max_k) & (n_count != 0))
-        for reg, sig in ((StreamCsr.M_COUNT, m_count), (StreamCsr.K_COUNT, k_count),
-                         (StreamCsr.N_COUNT, n_count), (StreamCsr.W_BASE, w_base),
-                         (StreamCsr.A_BASE, a_base), (StreamCsr.O_BASE, o_base)):
-            with m.If(csr_we & (offset == reg)):
-                m.d.sync += sig.eq(bus.wdata)
+        m_count = ctl.register(OsCsr.M_COUNT, 32, "m_count")
+        k_count = ctl.register(OsCsr.K_COUNT, 32, "k_count")
+        n_count = ctl.register(OsCsr.N_COUNT, 32, "n_count")
+        w_base = ctl.register(OsCsr.W_BASE, rm.dram_bits, "w_base")
+        a_base = ctl.register(OsCsr.A_BASE, rm.dram_bits, "a_base")
+        o_base = ctl.register(OsCsr.O_BASE, rm.dram_bits, "o_base")
+        busy, start_ok = ctl.busy, ctl.start_ok
+        ctl.allow_start((m_count != 0) & (k_count != 0) & (k_count <= cfg.max_k)
+                        & (n_count != 0))
 
         # --- sequencer state: what the current beat is -------------------------------------
         phase = Signal(2)
@@ -228,12 +201,9 @@ class StreamAccelerator(wiring.Component):
         with m.If(start_ok):
             begin_row()
             m.d.sync += [
-                busy.eq(1), done.eq(0), error.eq(0),
                 rows_left.eq(m_count), n_left.eq(n_count),
                 a_ptr.eq(a_base + 1), w_ptr.eq(w_base), o_ptr.eq(o_base),
             ]
-        with m.Elif(start_req & ~busy):
-            m.d.sync += error.eq(1)
 
         with m.If(in_load):
             with m.If(last_load):
@@ -258,7 +228,7 @@ class StreamAccelerator(wiring.Component):
                 begin_row()
                 m.d.sync += [rows_left.eq(rows_left - 1), n_left.eq(n_count), w_ptr.eq(w_base)]
             with m.Else():
-                m.d.sync += [busy.eq(0), done.eq(1)]
+                ctl.finish()
 
         # --- activation buffer: LOAD beats write the DRAM row that just arrived -------------
         m.d.comb += [
@@ -277,7 +247,7 @@ class StreamAccelerator(wiring.Component):
         gsel = [Signal(name=f"gsel{i}") for i in range(groups)]
         for i, s in enumerate(gsel):
             m.d.comb += s.eq(in_compute & (g == i))
-        pes = [StreamPE(cfg.act_bits, cfg.acc_bits) for _ in range(p)]
+        pes = [OsPE(cfg.act_bits, cfg.acc_bits) for _ in range(p)]
         for c, pe in enumerate(pes):
             m.submodules[f"pe_{c}"] = pe
             lane = c % w
@@ -334,61 +304,16 @@ class StreamAccelerator(wiring.Component):
         m.d.sync += [beat_macs.eq(Mux(in_compute, nnz, 0)),
                      beat_skips.eq(Mux(in_compute, group_size - nnz, 0))]
 
-        counters = {name: Signal(COUNTER_BITS, name=name) for name in COUNTERS}
-        clear = ctrl_we & bus.wdata[2]
-        with m.If(clear):
-            m.d.sync += [cnt.eq(0) for cnt in counters.values()]
-        with m.Else():
-            m.d.sync += [
-                counters["cycles"].eq(counters["cycles"] + 1),
-                counters["busy_cycles"].eq(counters["busy_cycles"] + busy),
-            ]
-            with m.If(in_compute & (k == 0) & (g == 0)):
-                m.d.sync += counters["tiles"].eq(counters["tiles"] + 1)
-            m.d.sync += [
-                counters["macs"].eq(counters["macs"] + beat_macs),
-                counters["zero_skips"].eq(counters["zero_skips"] + beat_skips),
-            ]
+        ctl.count("tiles", in_compute & (k == 0) & (g == 0))
+        ctl.count("macs", beat_macs)
+        ctl.count("zero_skips", beat_skips)
 
-        # --- bus reads ------------------------------------------------------------------------
-        csr_value = Signal(BUS_BITS)
-        hi_shadow = Signal(BUS_BITS)
-        config0, config1, config2 = rm.config_words()
-        with m.Switch(offset):
-            for reg, value in ((StreamCsr.ID, MAGIC), (StreamCsr.VERSION, VERSION),
-                               (StreamCsr.CONFIG0, config0), (StreamCsr.CONFIG1, config1),
-                               (StreamCsr.CONFIG2, config2), (StreamCsr.DATAFLOW, DATAFLOW_OS),
-                               (StreamCsr.M_COUNT, m_count), (StreamCsr.K_COUNT, k_count),
-                               (StreamCsr.N_COUNT, n_count), (StreamCsr.W_BASE, w_base),
-                               (StreamCsr.A_BASE, a_base), (StreamCsr.O_BASE, o_base),
-                               (StreamCsr.STATUS, Cat(busy, done, error))):
-                with m.Case(reg):
-                    m.d.comb += csr_value.eq(value)
-            for name, lo in zip(COUNTERS, COUNTER_CSRS, strict=True):
-                with m.Case(lo):
-                    m.d.comb += csr_value.eq(counters[name][:32])
-                with m.Case(lo + 1):
-                    m.d.comb += csr_value.eq(hi_shadow)
-
-        rd_region = Signal(2)
+        # --- bus reads: the DRAM word a read selects is latched with it ----------------------
         rd_word = Signal(max(rm.word_bits, 1))
-        rd_csr = Signal(BUS_BITS)
-        m.d.sync += bus.rvalid.eq(bus.re)
-        with m.If(bus.re):
-            m.d.sync += [rd_region.eq(region), rd_csr.eq(csr_value), rd_word.eq(host_word)]
-            with m.If(region == Region.CSR):
-                for name, lo in zip(COUNTERS, COUNTER_CSRS, strict=True):
-                    with m.If(offset == lo):
-                        m.d.sync += hi_shadow.eq(counters[name][32:])
-
+        ctl.on_read(rd_word, host_word)
         dram_word = Signal(BUS_BITS)
         with m.Switch(rd_word):
             for j in range(rm.row_words):
                 with m.Case(j):
                     m.d.comb += dram_word.eq(dram_rd.data[32 * j : 32 * j + 32])
-        with m.Switch(rd_region):
-            with m.Case(Region.CSR):
-                m.d.comb += bus.rdata.eq(rd_csr)
-            with m.Case(Region.WEIGHT):
-                m.d.comb += bus.rdata.eq(dram_word)
-        return m
+        ctl.region_data[Region.WEIGHT] = dram_word

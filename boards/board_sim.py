@@ -20,11 +20,11 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..golden.config import ArrayConfig
-from .runner import BenchFailure, default_build_root, hdl_hash
-from .toolchain import ToolchainError, cached_build, ensure_verilator
+from ..sim.runner import BenchFailure, default_build_root, hdl_hash
+from ..sim.toolchain import ToolchainError, cached_build, ensure_verilator
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
-HARNESS = Path(__file__).resolve().parent / "cpp" / "board_pty.cpp"
+BOARDS_DIR = Path(__file__).resolve().parent
+HARNESS = Path(__file__).resolve().parent.parent / "sim" / "cpp" / "board_pty.cpp"
 BOARD_RTL_SOURCES = ("uart.py", "link.py", "protocol.py", "top.py")
 BENCH_UNITS = ("uart",)
 
@@ -54,8 +54,8 @@ class SimBoard:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def core(self):
-        from ..boards.link import LinkParams
-        from ..boards.top import BoardCore
+        from .link import LinkParams
+        from .top import BoardCore
 
         return BoardCore(self.cfg, divisor=self.divisor,
                          link=LinkParams(req_bytes=self.req_bytes, max_reads=self.max_reads))
@@ -84,7 +84,7 @@ def run_board_bench(
     can drive a UART bit by bit."""
     from cocotb_tools.runner import get_results, get_runner
 
-    from ..boards.uart import UARTLoop
+    from .uart import UARTLoop
 
     if unit not in BENCH_UNITS:
         raise ValueError(f"unknown board unit {unit!r}; expected one of {', '.join(BENCH_UNITS)}")

@@ -1,5 +1,5 @@
-"""The "os" dataflow: golden/stream.py's model on its own, the cocotb benches of
-hdl/stream_top.py, the Verilator device running host/stream_driver.py, and the adder-only proof.
+"""The "os" dataflow: golden/os_model.py's model on its own, the cocotb benches of
+hdl/os_top.py, the Verilator device running host/os_driver.py, and the adder-only proof.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tritium.bus import DeviceError
+from tritium.bus.os_regmap import OsRegMap
 from tritium.golden import ArrayConfig, ConfigError, InputError, safe_k, ternary_gemm
 from tritium.golden.cycles import gemm_cycles, gemm_events, gemm_events_from_nnz
-from tritium.golden.stream import (
+from tritium.golden.os_model import (
     acts_per_row,
     codes_per_row,
     min_dram_words,
@@ -29,11 +31,11 @@ from tritium.golden.stream import (
     stream_weight_bytes,
 )
 from tritium.hdl.generate import make_unit, write_unit
-from tritium.hdl.stream_regmap import StreamRegMap
-from tritium.hdl.stream_top import StreamAccelerator as StreamTop
+from tritium.hdl.os_top import OsAccelerator
 from tritium.hdl.synth import multiplier_report
-from tritium.host.driver import Accelerator, DeviceError
-from tritium.host.stream_driver import StreamAccelerator, accelerator_for
+from tritium.host.driver import driver_for
+from tritium.host.os_driver import OsDriver
+from tritium.host.ws_driver import WsDriver
 from tritium.sim.runner import run_bench
 
 # Together: a 1x1 array, a non-square one, 4x4 and 8x8; narrow DRAM rows that make the array
@@ -130,7 +132,7 @@ def _simulate(cfg: ArrayConfig, a: np.ndarray, w: np.ndarray) -> tuple[np.ndarra
     independent check of the closed-form cycle and event model and of the packing."""
     m, k = a.shape
     n = w.shape[1]
-    rm = StreamRegMap(cfg)
+    rm = OsRegMap(cfg)
     image, starts = rm.weight_rows(w)
     codes = ((image[..., None] >> (2 * np.arange(16, dtype=np.uint32))) & 3).reshape(
         len(image), -1).astype(np.int64)
@@ -230,7 +232,7 @@ def test_unit_dispatch() -> None:
              make_unit("top", ArrayConfig(rows=1, cols=1))]
     for unit in units:
         unit._MustUse__silence = True  # built to check its class, never elaborated
-    assert [isinstance(u, StreamTop) for u in units] == [True, True, False]
+    assert [isinstance(u, OsAccelerator) for u in units] == [True, True, False]
 
 
 # --- RTL ---------------------------------------------------------------------------------
@@ -251,8 +253,8 @@ def device(request: pytest.FixtureRequest):
 
 def test_device_gemms_match_golden_and_counters(device) -> None:
     cfg = device.cfg
-    acc = accelerator_for(device)
-    assert isinstance(acc, StreamAccelerator)
+    acc = driver_for(device)
+    assert isinstance(acc, OsDriver)
     acc.identify()
     rng = np.random.default_rng(cfg.rows * 31 + cfg.cols)
     p = cfg.pes
@@ -274,7 +276,7 @@ def test_device_gemms_match_golden_and_counters(device) -> None:
 
 def test_device_extremes_at_the_safe_k(device) -> None:
     cfg = device.cfg
-    acc = StreamAccelerator(device)
+    acc = OsDriver(device)
     k = cfg.max_k
     lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
     a = np.stack([np.full(k, lo), np.full(k, hi)])
@@ -289,11 +291,11 @@ def test_device_identification_tells_configs_and_dataflows_apart(device) -> None
     other = ArrayConfig(**{**cfg.to_dict(), "dram_bytes_per_cycle": 2 * cfg.dram_bytes_per_cycle,
                            "dram_words": 0})
     with pytest.raises(DeviceError, match="configuration"):
-        StreamAccelerator(device, other).identify()
+        OsDriver(device, other).identify()
     ws = ArrayConfig(**{**cfg.to_dict(), "dataflow": "ws"})
-    assert isinstance(accelerator_for(device, ws), Accelerator)
-    with pytest.raises(DeviceError, match="configuration"):
-        Accelerator(device, ws).identify()
+    assert isinstance(driver_for(device, ws), WsDriver)
+    with pytest.raises(DeviceError, match="device runs dataflow os .* host expects ws"):
+        WsDriver(device, ws).identify()
 
 
 def test_os_top_has_no_multiplier(tmp_path: Path) -> None:

@@ -1,16 +1,15 @@
-"""Host-visible register and DRAM map of the "os" top (hdl/stream_top.py); pure Python.
+"""Host-visible register and DRAM map of the "os" top (hdl/os_top.py); pure Python.
 
-Same bus as hdl/regmap.py: 32-bit words, word addresses, reads return one cycle after `re`, the
-top two address bits select a region.
+Common CSRs, the bus timing and the region select are bus/contract.py's; this map adds:
 
-  region 0  CSRs (StreamCsr). ID, VERSION, CONFIG0, CTRL, M_COUNT, STATUS and the 64-bit
-            counters sit where hdl/regmap.py puts them, so the same host code reads them.
+  CSRs      CONFIG1 = dram_bytes_per_cycle | log2(dram rows) << 16; CONFIG2 = max_k;
+            K_COUNT, N_COUNT and the DRAM base rows W_BASE, A_BASE, O_BASE (OsCsr).
   region 1  simulated DRAM: row e (0..dram_words-1) of B = dram_bytes_per_cycle bytes, word j
             holds bytes 4j..4j+3 of the row; rows use a power-of-two stride of words.
   (regions 2 and 3 read as zero)
 
-Row contents, by what the engine does with them (golden/stream.py has the schedule):
-  weights   W = 4B 2-bit codes, lane i in bits 2i+1:2i (16 per word, as in hdl/regmap.py):
+Row contents, by what the engine does with them (golden/os_model.py has the schedule):
+  weights   W = 4B 2-bit codes, lane i in bits 2i+1:2i (16 per word, as in bus/ws_regmap.py):
             pass rows are k-major, G rows per k; row g of k holds columns g*W .. g*W+W-1 of
             the pass, zero past its last column.
   acts      B int8 lanes, lane i in bits 8i+7:8i: a[m, r*B + i] in row r of activation row m.
@@ -22,13 +21,12 @@ The DRAM belongs to the engine while STATUS.busy: host writes are dropped, reads
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import cached_property
 
 import numpy as np
 
-from ..golden.config import ArrayConfig, ConfigError
-from ..golden.stream import (
+from ..golden.config import ConfigError
+from ..golden.os_model import (
     acts_per_row,
     codes_per_row,
     results_per_row,
@@ -36,67 +34,23 @@ from ..golden.stream import (
     stream_groups,
     stream_passes,
 )
-from .regmap import (
-    COUNTER_CSRS,
-    COUNTERS,
-    CTRL_CLEAR,
-    CTRL_START,
-    MAGIC,
-    STATUS_BUSY,
-    STATUS_DONE,
-    STATUS_ERROR,
-    VERSION,
-    Region,
-    _log2ceil,
-    _pack_lanes,
-)
+from .contract import Region, RegMapBase, extend_csrs, log2ceil, pack_lanes
 
-__all__ = [
-    "COUNTERS", "COUNTER_CSRS", "CTRL_CLEAR", "CTRL_START", "DATAFLOW_OS", "DATAFLOW_WS",
-    "MAGIC", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "VERSION", "StreamCsr",
-    "StreamRegMap",
-]
-
-# Read from StreamCsr.DATAFLOW. The "ws" top decodes no CSR there and reads 0.
-DATAFLOW_WS = 0
-DATAFLOW_OS = 1
-ACTS_PER_WORD = 4
 BUS_ADDR_BITS = 32
 
-
-
-class StreamCsr(IntEnum):
-    ID = 0           # r: MAGIC
-    VERSION = 1      # r: VERSION
-    CONFIG0 = 2      # r: rows | cols << 8 | act_bits << 16 | acc_bits << 24 (as "ws")
-    CONFIG1 = 3      # r: dram_bytes_per_cycle | log2(dram rows) << 16
-    CTRL = 4         # w: bit0 start, bit2 clear counters (bit1, "ws" accumulate, is ignored)
-    M_COUNT = 5      # rw: activation rows in the next start (>= 1)
-    STATUS = 7       # r: bit0 busy, bit1 done, bit2 error (bad start)
-    CYCLES_LO = 8    # r: 64-bit counters as in hdl/regmap.py (LO latches HI)
-    CYCLES_HI = 9
-    BUSY_LO = 10
-    BUSY_HI = 11
-    MACS_LO = 12
-    MACS_HI = 13
-    SKIPS_LO = 14
-    SKIPS_HI = 15
-    TILES_LO = 16    # r: passes run (one activation row x up to P columns)
-    TILES_HI = 17
-    DATAFLOW = 18    # r: DATAFLOW_OS
-    CONFIG2 = 19     # r: max_k
-    K_COUNT = 20     # rw: reduction length K (1..max_k)
-    N_COUNT = 21     # rw: output columns N (>= 1)
-    W_BASE = 22      # rw: DRAM row of the first weight row
-    A_BASE = 23      # rw: DRAM row of the first activation row
-    O_BASE = 24      # rw: DRAM row the first result row is written to
+OsCsr = extend_csrs("OsCsr", {
+    "CONFIG2": 19,   # r: max_k
+    "K_COUNT": 20,   # rw: reduction length K (1..max_k)
+    "N_COUNT": 21,   # rw: output columns N (>= 1)
+    "W_BASE": 22,    # rw: DRAM row of the first weight row
+    "A_BASE": 23,    # rw: DRAM row of the first activation row
+    "O_BASE": 24,    # rw: DRAM row the first result row is written to
+})
 
 
 @dataclass(frozen=True)
-class StreamRegMap:
+class OsRegMap(RegMapBase):
     """Address arithmetic and row packing for one ArrayConfig's os top."""
-
-    cfg: ArrayConfig
 
     def __post_init__(self) -> None:
         if self.cfg.dram_bytes_per_cycle % 4:
@@ -114,7 +68,7 @@ class StreamRegMap:
     @cached_property
     def dram_bits(self) -> int:
         """Row address bits."""
-        return _log2ceil(self.dram_words)
+        return log2ceil(self.dram_words)
 
     @cached_property
     def row_bytes(self) -> int:
@@ -127,7 +81,7 @@ class StreamRegMap:
 
     @cached_property
     def word_bits(self) -> int:
-        return _log2ceil(self.row_words)
+        return log2ceil(self.row_words)
 
     @cached_property
     def codes_per_row(self) -> int:
@@ -142,18 +96,8 @@ class StreamRegMap:
         return results_per_row(self.cfg)
 
     @cached_property
-    def region_bits(self) -> int:
-        return max(5, self.dram_bits + self.word_bits)
-
-    @cached_property
-    def addr_bits(self) -> int:
-        return self.region_bits + 2
-
-    def addr(self, region: Region, offset: int) -> int:
-        return (int(region) << self.region_bits) | offset
-
-    def csr(self, reg: StreamCsr | int) -> int:
-        return self.addr(Region.CSR, int(reg))
+    def buffer_bits(self) -> int:
+        return self.dram_bits + self.word_bits
 
     def dram_addr(self, row: int, word: int) -> int:
         return self.addr(Region.WEIGHT, (row << self.word_bits) | word)
@@ -167,15 +111,16 @@ class StreamRegMap:
     def config_words(self) -> tuple[int, int, int]:
         """CONFIG0, CONFIG1, CONFIG2."""
         c = self.cfg
-        return (c.rows | c.cols << 8 | c.act_bits << 16 | c.acc_bits << 24,
-                c.dram_bytes_per_cycle | self.dram_bits << 16,
-                c.max_k)
+        return self.config0(), c.dram_bytes_per_cycle | self.dram_bits << 16, c.max_k
+
+    def config_csrs(self) -> tuple[int, ...]:
+        return (OsCsr.CONFIG0, OsCsr.CONFIG1, OsCsr.CONFIG2)
 
     # --- packing: DRAM rows the host writes and reads (vectorised) -------------------------
 
     def code_rows(self, lanes: np.ndarray) -> np.ndarray:
         """uint32 words [..., row_words] of ternary codes [..., W] (one DRAM row each)."""
-        return _pack_lanes(lanes, 2, self.row_words)
+        return pack_lanes(lanes, 2, self.row_words)
 
     def weight_rows(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DRAM image of ternary w [K, N] for one activation row's passes, in stream order.
@@ -208,7 +153,7 @@ class StreamRegMap:
         nrows = -(-k // per)
         lanes = np.zeros((m, nrows * per), dtype=np.int64)
         lanes[:, :k] = a
-        return _pack_lanes(lanes.reshape(m, nrows, per), 8, self.row_words)
+        return pack_lanes(lanes.reshape(m, nrows, per), 8, self.row_words)
 
     def results_of(self, words: np.ndarray, n: int) -> np.ndarray:
         """int32 [M, n] from one job's result rows, read back as words [M * rows * row_words]

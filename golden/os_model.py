@@ -1,6 +1,6 @@
 """Cycle and event model of the output-stationary, weight-streaming ("os") dataflow.
 
-Exact per start of hdl/stream_top.py (checked cycle for cycle against the Verilator-run RTL).
+Exact per start of hdl/os_top.py (checked cycle for cycle against the Verilator-run RTL).
 
 Shape. P = rows x cols adder-only PEs; PE c owns output column n0 + c of one activation row
 (outputs stationary). One DRAM channel moves B = dram_bytes_per_cycle bytes per cycle, one
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import InputError, check_ternary
-from .config import ArrayConfig
+from .config import ArrayConfig, ConfigError
 from .cycles import Events
 from .tiling import check_gemm_dims
 
@@ -167,6 +167,22 @@ def stream_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> Events:
     w = check_ternary("weights", w)
     k, n = w.shape
     return stream_gemm_events_from_nnz(cfg, m, k, n, int(np.count_nonzero(w)))
+
+
+def check_config(cfg: ArrayConfig) -> None:
+    """The ArrayConfig fields the os top needs beyond the generic ranges."""
+    b, words = cfg.dram_bytes_per_cycle, cfg.dram_words
+    if b % 4:
+        raise ConfigError(f"ArrayConfig.dram_bytes_per_cycle must be a multiple of 4 for "
+                          f"dataflow os (a DRAM row holds whole 32-bit results), got {b}; "
+                          f"use {max(4, b - b % 4)}")
+    need = min_dram_words(cfg)
+    if words and words < need:
+        fit = 1 << (need - 1).bit_length()
+        raise ConfigError(f"ArrayConfig.dram_words={words} cannot hold one os pass at "
+                          f"max_k={cfg.max_k} ({need} rows of {b} bytes: weights, "
+                          f"activations and results); raise dram_words to {fit}, lower "
+                          f"max_k, or use 0 to size it automatically")
 
 
 # --- the simulated DRAM: how big it is and how a GEMM is cut to fit it --------------------
