@@ -1,0 +1,129 @@
+"""Where tasks run: in this process, on a local process pool, or on Ray.
+
+Each executor runs `fn(task)` for every task and yields (index, result) as tasks finish, in
+any order; an exception that escapes `fn` (a crashed worker, a lost node) is yielded as the
+result so the sweep can mark that task's points failed and keep the rest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from .adapters import SweepError
+
+Task = Any
+
+
+class SerialExecutor:
+    """Runs every task in this process: no start-up cost, and what tests can instrument."""
+
+    name = "serial"
+    workers = 1
+
+    def run(self, fn: Callable[[Task], Any], tasks: Sequence[Task]) -> Iterator[tuple[int, Any]]:
+        for i, t in enumerate(tasks):
+            try:
+                yield i, fn(t)
+            except Exception as exc:   # the same contract as the parallel executors
+                yield i, exc
+
+    def close(self) -> None:
+        pass
+
+
+class PoolExecutor:
+    """A concurrent.futures process pool. Workers are spawned, not forked: the driver may hold
+    threads (tqdm, a Ray client) that a fork would copy in an undefined state."""
+
+    name = "pool"
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.workers = jobs or os.cpu_count() or 1
+        if self.workers < 1:
+            raise SweepError(f"--jobs must be >= 1, got {jobs}")
+
+    def run(self, fn: Callable[[Task], Any], tasks: Sequence[Task]) -> Iterator[tuple[int, Any]]:
+        if not tasks:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)),
+                                 mp_context=ctx) as pool:
+            futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    exc = f.exception()
+                    yield futures[f], exc if exc is not None else f.result()
+
+    def close(self) -> None:
+        pass
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--ray needs Ray: pip install 'tritium[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    """Ray tasks, one CPU each. `address` "local" starts a Ray instance on this machine with
+    `num_cpus` CPUs; anything else connects to that cluster. A connection that already exists
+    in this process is reused and left open; one this executor opened is shut down by close().
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str = "local", num_cpus: int | None = None) -> None:
+        ray = import_ray()
+        self._owned = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "logging_level": "ERROR"}
+            if address == "local":
+                kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+            else:
+                kwargs["address"] = address
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+                raise SweepError(f"--ray {address}: cannot start or reach Ray: {first}"
+                                 ) from None
+            self._owned = True
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def run(self, fn: Callable[[Task], Any], tasks: Sequence[Task]) -> Iterator[tuple[int, Any]]:
+        ray = import_ray()
+        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+        refs = {remote.remote(t): i for i, t in enumerate(tasks)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    yield refs[ref], ray.get(ref)
+                except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
+                    yield refs[ref], exc
+
+    def close(self) -> None:
+        if self._owned:
+            import_ray().shutdown()
+            self._owned = False
+
+
+def make_executor(jobs: int | None = None, ray: str | None = None
+                  ) -> SerialExecutor | PoolExecutor | RayExecutor:
+    if jobs is not None and jobs < 1:
+        raise SweepError(f"--jobs must be >= 1, got {jobs}")
+    if ray:
+        return RayExecutor(ray, num_cpus=jobs)
+    if jobs == 1:
+        return SerialExecutor()
+    return PoolExecutor(jobs)
