@@ -48,6 +48,10 @@ class Job:
 
 
 def _one_line(exc: BaseException) -> str:
+    # Ray wraps a task's exception; its own first line is only the task's name
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and cause is not exc:
+        return _one_line(cause)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     if isinstance(exc, INVALID_ERRORS):
@@ -99,6 +103,8 @@ class SweepSpec:
             extra = [n for n in self.space.axes if cat[n].group == "synth"]
             if extra:
                 raise SweepError(f"--{extra[0]} chooses the synthesis target: add --synth")
+        for device in self.space.axes.get("device", ()):
+            adapters.device_of(device)        # a typo is the user's error, not a bad point
         if "dram_gbps" in self.space.axes and "dram_bytes_per_cycle" in self.space.axes:
             raise SweepError("give the DRAM bandwidth as --dram-gbps or as "
                              "--dram-bytes-per-cycle, not both")
