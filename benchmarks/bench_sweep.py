@@ -86,10 +86,11 @@ def main() -> None:
         finally:
             os.chdir(here)
 
-    print(f"Ray local start-up: {ray_start:.1f} s (not in the Ray rows)")
+    print(f"Ray local start-up: {ray_start:.1f} s (not in the Ray rows); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("| points | executor | n | seconds | points/s |\n|---|---|---|---|---|")
     for kind, name, secs, n in rows:
-        print(f"| {kind} | {name} | {n} | {secs:.2f} | {n / secs:.1f} |")
+        print(f"| {kind} | {name} | {n} | {secs:.2f} | {n / secs:.3g} |")
 
 
 if __name__ == "__main__":

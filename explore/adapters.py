@@ -221,6 +221,13 @@ SYNTH_MODES = ("full", "fit")
 SYNTH_COLUMNS = ("fits", "luts", "ffs", "bram", "dsp", "lut_pct", "fmax_mhz", "timing_met")
 
 
+def synth_target(pc: PointConfig) -> tuple[str, str]:
+    """(device, PE) to synthesise the point's array for."""
+    if "pe" in pc.synth:           # until ArrayConfig carries the PE type itself
+        return pc.synth["device"], pc.synth["pe"]
+    return pc.synth["device"], pc.array.pe
+
+
 def run_synth(array: dict[str, Any], device: str, pe: str, mode: str,
               build_root: str) -> dict[str, Any]:
     """Yosys' fit check ("fit") or the whole flow with nextpnr ("full"). A design too large for

@@ -50,8 +50,8 @@ class PoolExecutor:
         if not tasks:
             return
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)),
-                                 mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=ctx)
+        try:
             futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             pending = set(futures)
             while pending:
@@ -59,6 +59,9 @@ class PoolExecutor:
                 for f in done:
                     exc = f.exception()
                     yield futures[f], exc if exc is not None else f.result()
+        finally:
+            # interrupted: drop the tasks not started instead of running them all first
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         pass
@@ -104,13 +107,18 @@ class RayExecutor:
         remote = ray.remote(num_cpus=1, max_retries=0)(fn)
         refs = {remote.remote(t): i for i, t in enumerate(tasks)}
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                try:
-                    yield refs[ref], ray.get(ref)
-                except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
-                    yield refs[ref], exc
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        result = ray.get(ref)
+                    except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
+                        result = exc
+                    yield refs[ref], result
+        finally:
+            for ref in pending:             # interrupted: the cluster need not finish them
+                ray.cancel(ref)
 
     def close(self) -> None:
         if self._owned:

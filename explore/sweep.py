@@ -310,7 +310,7 @@ def _plan_point(plan: _Plan, spec: SweepSpec, model: Model, p: Point, pc: PointC
     plan.add(p.key, Job("estimate", f"estimate:{p.key}", (model, pc)))
     if spec.synth:
         array = pc.array.to_dict()
-        args = (array, pc.synth["device"], pc.synth["pe"], spec.synth, build_root)
+        args = (array, *adapters.synth_target(pc), spec.synth, build_root)
         plan.add(p.key, Job("synth", "synth:" + _hash(args[:4]), args))
     values = pc.flat()
     for m in spec.metrics:

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,12 @@ def test_pool_and_ray_give_identical_results(tmp_path: Path, ray_local: Any) -> 
     assert row["dram_bytes_per_cycle"] == 8e9 / 250e6       # 8 GB/s at 250 MHz
 
 
+def test_ray_missing_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)      # import ray -> ImportError
+    with pytest.raises(SweepError, match=r"--ray needs Ray: pip install 'tritium\[ray\]'"):
+        RayExecutor("local")
+
+
 # --- caching, failures ----------------------------------------------------------------------------
 
 
@@ -354,6 +361,15 @@ def test_cli_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                             "--acc-bits", "16,32", "--jobs", "1", "-o", str(tmp_path)],
                            monkeypatch)
     assert rc == 0 and "0 evaluated, 4 cached" in out
+    rc, out, err = run_cli(["sweep", "--model", B2, "--rows", "4,8,16", "--cols", "8,16",
+                            "--random", "3", "--seed", "7", "--jobs", "1", "-o",
+                            str(tmp_path / "random"), "--json"], monkeypatch)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["sample"] == {"random": 3, "seed": 7} and len(doc["points"]) == 3
+    picked = [(p["rows"], p["cols"]) for p in doc["points"]]
+    grid = [(r, c) for r in (4, 8, 16) for c in (8, 16)]
+    assert len(set(picked)) == 3 and picked == sorted(picked, key=grid.index)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
