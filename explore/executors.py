@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -75,6 +76,18 @@ def import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable head for minutes; a refused TCP connection says it now."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return                          # "auto" and the like: Ray resolves them itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise SweepError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc})"
+                         ) from None
+
+
 class RayExecutor:
     """Ray tasks, one CPU each. `address` "local" starts a Ray instance on this machine with
     `num_cpus` CPUs; anything else connects to that cluster. A connection that already exists
@@ -86,6 +99,8 @@ class RayExecutor:
     def __init__(self, address: str = "local", num_cpus: int | None = None) -> None:
         ray = import_ray()
         self._owned = False
+        if address != "local":
+            _check_reachable(address)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "logging_level": "ERROR"}

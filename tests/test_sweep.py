@@ -378,6 +378,7 @@ def test_cli_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (["--device", "ice40-up5k"], "--device chooses the synthesis target: add --synth"),
     (["--synth", "--device", "nope"], "unknown 'nope'"),
     (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: no Ray head answers there"),
     (["--random", "0"], "--random: the sample size must be >= 1"),
     (["--objectives", "decode_tokens_per_s:max"], "give two objectives, got 1"),
 ])
