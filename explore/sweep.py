@@ -246,10 +246,12 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
     records: dict[str, dict[str, Any]] = {}
     plan = _Plan()
     configs: dict[str, PointConfig] = {}
+    n_cached = 0
     for p in points:
         cached = _load_cached(point_dir / f"{p.key}.json")
         if cached is not None:
             records[p.key] = cached
+            n_cached += 1
             continue
         try:
             pc = adapters.point_config(_given(p, spec), spec.space.catalogue)
@@ -261,12 +263,10 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
         configs[p.key] = pc
         _plan_point(plan, spec, model, p, pc, build_root)
 
-    n_cached = len(records)
-    todo = [p for p in points if p.key in configs]
     outcomes: dict[str, dict[str, Any]] = {}
     jobs_run: dict[str, int] = {}
     tasks = plan.tasks(getattr(executor, "workers", 1))
-    by_key = {p.key: p for p in todo}
+    by_key = {p.key: p for p in points}
     with _progress(len(points), len(records), progress) as bar:
         for i, result in executor.run(run_task, tasks):
             if isinstance(result, BaseException):     # the worker itself died
@@ -279,15 +279,8 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
                 for pk in plan.waiting[job_key]:
                     if pk in records or not all(j in outcomes for j in plan.needs[pk]):
                         continue
-                    got = [(plan.jobs[j].kind, outcomes[j]) for j in plan.needs[pk]]
-                    values: dict[str, Any] = {}
-                    errors = []
-                    for kind_, o in got:
-                        if "error" in o:
-                            errors.append((kind_, o["error"], o["invalid"]))
-                        else:
-                            values.update(o["values"])
-                    rec = _record(spec, model, by_key[pk], configs[pk], values, errors)
+                    rec = _assemble(spec, model, by_key[pk], configs[pk],
+                                    [(plan.jobs[j].kind, outcomes[j]) for j in plan.needs[pk]])
                     records[pk] = rec
                     write_atomic(point_dir / f"{pk}.json", json.dumps(rec, indent=2) + "\n")
                     bar.update(1)
@@ -295,7 +288,7 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
     ordered = [records[p.key] for p in points]
     columns = _columns(spec, ordered)
     _mark_pareto(ordered, spec.objectives)
-    result = SweepResult(ordered, columns, len(todo), n_cached, jobs_run, out)
+    result = SweepResult(ordered, columns, len(points) - n_cached, n_cached, jobs_run, out)
     write_outputs(result, spec, model)
     return result
 
@@ -317,6 +310,20 @@ def _plan_point(plan: _Plan, spec: SweepSpec, model: Model, p: Point, pc: PointC
         inputs = m.inputs(values)
         key = "metric:" + _hash([m.name, inputs, model.fingerprint])
         plan.add(p.key, Job("metric", key, (m, model.spec, inputs)))
+
+
+def _assemble(spec: SweepSpec, model: Model, p: Point, pc: PointConfig,
+              outcomes: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A point's record from its jobs' outcomes: the values of those that worked, the errors
+    of those that did not."""
+    values: dict[str, Any] = {}
+    errors = []
+    for kind, o in outcomes:
+        if "error" in o:
+            errors.append((kind, o["error"], o["invalid"]))
+        else:
+            values.update(o["values"])
+    return _record(spec, model, p, pc, values, errors)
 
 
 def _record(spec: SweepSpec, model: Model, p: Point, pc: PointConfig | None,

@@ -136,6 +136,22 @@ def test_bad_values_name_the_option(options: dict[str, str], message: str) -> No
         Space.from_strings(options)
 
 
+def test_point_keys_change_with_what_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tritium.explore import space as space_mod
+
+    values = Space.from_strings({"rows": "4"}).grid()[0]
+    est = {"estimate": True, "synth": None, "metrics": {}}
+    key = space_mod.point_key(values, est, "model-a")
+    assert key == space_mod.point_key(dict(values), dict(est), "model-a")
+    assert key != space_mod.point_key({**values, "rows": 8}, est, "model-a")
+    assert key != space_mod.point_key(values, {**est, "synth": "fit"}, "model-a")
+    assert key != space_mod.point_key(values, est, "model-b")
+    # the synthesis target matters only when synthesising
+    assert key == space_mod.point_key({**values, "device": "ecp5-85k"}, est, "model-a")
+    monkeypatch.setattr(space_mod, "VERSION", "99.0")
+    assert key != space_mod.point_key(values, est, "model-a")
+
+
 # --- the Pareto front -----------------------------------------------------------------------------
 
 
@@ -251,6 +267,7 @@ def test_an_invalid_point_is_reported_and_the_others_kept(tmp_path: Path) -> Non
     # max_k 4096 is too short for 2B-4T's K = 6912 reduction: the estimator rejects it.
     space = Space.from_strings({"acc_bits": "16,32", "max_k": "8192,4096"})
     res = quiet(SweepSpec(B2, space), tmp_path, PoolExecutor(2))
+    assert res.evaluated == 4 and res.cached == 0
     rows = {(r["acc_bits"], r["max_k"]): r for r in res.rows()}
     assert rows[(32, 8192)]["status"] == "ok"
     assert rows[(32, 8192)]["decode_tokens_per_s"] > 0
