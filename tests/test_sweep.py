@@ -353,6 +353,25 @@ def test_synthesis_point_on_the_pool(tmp_path: Path) -> None:
     assert a["prefill_tokens_per_s"] != b["prefill_tokens_per_s"]
 
 
+@pytest.mark.slow
+def test_full_synthesis_point(tmp_path: Path) -> None:
+    """Place and route through the sweep: Fmax and timing come from nextpnr's report."""
+    from tritium.hdl import synth
+
+    build = tmp_path / "build"
+    spec = SweepSpec(B2, Space.from_strings({"rows": "2", "cols": "2", "clock_mhz": "12"}),
+                     synth="full", build_root=str(build),
+                     objectives=parse_objectives("fmax_mhz:max,luts:min"))
+    (row,) = quiet(spec, tmp_path / "out", PoolExecutor(2)).rows()
+    assert row["status"] == "ok", row["error"]
+    ref = synth.synth_report(ArrayConfig(rows=2, cols=2, clock_mhz=12.0), "ice40-up5k",
+                             build_root=build)       # the sweep's run, from the cache
+    assert row["fmax_mhz"] == ref["fmax_mhz"] > 12
+    assert row["timing_met"] is True and row["fits"] is True
+    assert (row["luts"], row["ffs"], row["bram"]) == (ref["luts"], ref["ffs"], ref["bram"])
+    assert row["pareto"] is True
+
+
 # --- the command line -----------------------------------------------------------------------------
 
 
