@@ -32,7 +32,7 @@ from tritium.explore import (
 )
 from tritium.explore.pareto import dominates
 from tritium.golden import ArrayConfig
-from tritium.golden.models import resolve_model
+from tritium.host.arch import resolve_model
 from tritium.host.estimate import EstimateConfig, estimate
 
 B2 = "bitnet-b1.58-2B-4T"
@@ -376,9 +376,6 @@ def test_full_synthesis_point(tmp_path: Path) -> None:
 
 
 def run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    if "tritium.explore.cli" not in tritium.cli.SUBCOMMANDS:   # until the CLI wires it
-        monkeypatch.setattr(tritium.cli, "SUBCOMMANDS",
-                            (*tritium.cli.SUBCOMMANDS, "tritium.explore.cli"))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = tritium.cli.main(argv)

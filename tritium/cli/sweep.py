@@ -1,35 +1,30 @@
-"""`tritium sweep`: a design-space sweep on a local process pool or on Ray.
-
-`register(subparsers)` adds the subcommand; `run(args)` runs it and returns the exit code.
-Errors the user caused are raised as SweepError (an InputError), which the CLI prints on
-one line.
+"""Evaluate a grid (or a seeded random sample) of accelerator designs on a BitNet b1.58
+model: tokens/s and J/token from the estimator, optionally LUTs, FFs, BRAM, DSP, Fmax and fit
+from synthesis, and registered accuracy metrics. Every parameter option takes a
+comma-separated list of values. Finished points are cached in DIR/points and skipped when the
+sweep runs again. Runs on a local process pool, or on Ray with --ray.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
-from .adapters import SYNTH_MODES, params
+from ..explore.adapters import SYNTH_MODES, params
+from .options import add_json, emit, json_on_stdout, output_dir
+
+HELP = "sweep a design space: estimate, synthesis and accuracy per point, Pareto front"
 
 MAX_ERRORS_SHOWN = 8
 DEFAULT_OBJECTIVES = "decode_tokens_per_s:max,energy_j_per_token:min"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="sweep a design space: estimate, synthesis and accuracy per point, Pareto front",
-        description="Evaluate a grid (or a seeded random sample) of accelerator designs on a "
-        "BitNet b1.58 model: tokens/s and J/token from the estimator, optionally LUTs, FFs, "
-        "BRAM, DSP, Fmax and fit from synthesis, and registered accuracy metrics. Every "
-        "parameter option takes a comma-separated list of values. Finished points are cached "
-        "in DIR/points and skipped when the sweep runs again.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME_OR_DIR",
                    help="a named model (e.g. bitnet-b1.58-2B-4T) or a checkpoint folder")
-    p.add_argument("-o", "--out", required=True, metavar="DIR",
+    p.add_argument("-o", "--out", required=True, metavar="DIR", type=output_dir,
                    help="results folder: results.csv, results.json, pareto.png, points/")
     groups = {"array": p.add_argument_group("array parameters (comma-separated lists)"),
               "estimate": p.add_argument_group("estimator options (comma-separated lists)"),
@@ -57,19 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", default=None, metavar="ADDRESS|local",
                    help="run on a Ray cluster at ADDRESS, or start one on this machine with "
                    "'local' (needs the 'ray' extra)")
-    p.add_argument("--json", action="store_true",
-                   help="print results.json to stdout instead of the summary")
+    add_json(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .adapters import SweepError
-    from .executors import make_executor
-    from .metrics import select
-    from .pareto import parse_objectives
-    from .space import Space
-    from .sweep import SweepSpec, sweep
+    from ..explore.adapters import SweepError
+    from ..explore.executors import make_executor
+    from ..explore.metrics import select
+    from ..explore.pareto import parse_objectives
+    from ..explore.space import Space
+    from ..explore.sweep import SweepSpec, sweep
 
     axes = {n: getattr(args, n) for n in params() if getattr(args, n, None) is not None}
     space = Space.from_strings(axes)
@@ -85,13 +78,12 @@ def run(args: argparse.Namespace) -> int:
     executor = make_executor(args.jobs, args.ray)
     try:
         result = sweep(spec, args.out, executor,
-                       progress=not args.no_progress and sys.stderr.isatty())
+                       progress=not (args.no_progress or json_on_stdout(args))
+                       and sys.stderr.isatty())
     finally:
         executor.close()
-    if args.json:
-        sys.stdout.write((result.out_dir / "results.json").read_text())
-    else:
-        print(summary(result, spec))
+    doc = json.loads((result.out_dir / "results.json").read_text())
+    emit(args, doc, lambda: summary(result, spec))
     return 0
 
 
@@ -127,22 +119,3 @@ def summary(result: Any, spec: Any) -> str:
         lines.append(f"... and {len(bad) - MAX_ERRORS_SHOWN} more not ok: see "
                      f"{result.out_dir / 'results.csv'}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tritium.explore.cli`: the subcommand on its own, until the CLI wires it."""
-    from ..golden.checks import InputError
-    from ..golden.config import ConfigError
-
-    parser = argparse.ArgumentParser(prog="tritium")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (InputError, ConfigError, FileNotFoundError) as exc:
-        print(f"tritium sweep: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
