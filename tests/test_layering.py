@@ -84,9 +84,10 @@ def package_graph(files: dict[str, str]) -> tuple[dict[str, set[str]], list[str]
         src = layer_of(name)
         graph.setdefault(src, set())
         for mod in imported_modules(source, name, rel.endswith("__init__.py")):
-            # "from tritium import golden" names the package, not the CLI layer
+            # "from tritium import golden" names the package, not the CLI layer; the root
+            # package holds only the version
             dst = layer_of(mod)
-            if mod == "tritium" or dst is None or dst == src:
+            if mod in ("tritium", "tritium.__version__") or dst is None or dst == src:
                 continue
             graph[src].add(dst)
             edges.append(f"{rel} ({src}) imports {mod} ({dst})")
