@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cliutil import add_array_args, array_from_args
-from .generate import PES, UNITS
+from .generate import UNITS
 from .synth import DEVICES
 
 
@@ -25,10 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", required=True, metavar="DEVICE",
                    help=f"target FPGA: {' | '.join(DEVICES)}")
-    add_array_args(p)
-    p.add_argument("--pe", choices=PES, default="ternary",
-                   help="ternary (adder-only, the accelerator) or mac (int8 x int8 "
-                   "multiply-accumulate baseline, for comparison; default: ternary)")
+    add_array_args(p)   # --pe among them: ternary, or mac (the int8 MAC baseline)
     p.add_argument("--unit", choices=[u for u in UNITS if u != "pe"],
                    help="what to synthesise: the accelerator top with buffers and bus, or the "
                    "bare array (default: top for ternary; array for mac, which has no top)")
@@ -81,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         _progress("the MAC baseline exists at array level: synthesising the bare array "
                   "(compare with --pe ternary --unit array)")
     try:
-        report = synth_report(cfg, args.device, args.pe, unit=args.unit, dsp=args.dsp,
+        report = synth_report(cfg, args.device, unit=args.unit, dsp=args.dsp,
                               seed=args.seed, timing_driven=args.timing_driven,
                               use_cache=args.cache, progress=_progress)
     except SynthError as exc:
