@@ -127,6 +127,8 @@ def register_pe(spec: PESpec) -> PESpec:
                           f"got {spec.name!r}")
     if spec.weight_bits < 1:
         raise ConfigError(f"PE {spec.name!r}: weight_bits must be >= 1, got {spec.weight_bits}")
+    if spec.module not in _builtin_modules():
+        _load_builtins()    # so the built-ins keep their place first in every listing
     old = _REGISTRY.get(spec.name)
     if old is not None and not _same_definition(old, spec):
         raise ConfigError(f"PE {spec.name!r} is already registered by {old.module}; "
@@ -137,6 +139,10 @@ def register_pe(spec: PESpec) -> PESpec:
 
 # Modules holding the built-in PEs, in the order they are listed: each registers on import.
 BUILTIN_MODULES = ("pe", "mac_pe")
+
+
+def _builtin_modules() -> set[str]:
+    return {f"{__package__}.{name}" for name in BUILTIN_MODULES}
 
 
 def _load_builtins() -> None:
