@@ -9,8 +9,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.cycles import column_latency
 from ..golden.gemm import systolic_gemm, weight_codes
-from .benchutil import act_values, bench_config, bench_rng, pack_lanes, start, uint, unpack_lanes
-from .runner import bench_pe
+from .benchutil import act_values, pack_lanes, uint, unpack_lanes
+from .pebench import start_pe_bench
 
 
 async def run_case(dut, cfg, spec, codes: np.ndarray, a: np.ndarray, rng,
@@ -66,10 +66,7 @@ async def run_case(dut, cfg, spec, codes: np.ndarray, a: np.ndarray, rng,
 
 @cocotb.test()
 async def array_matches_golden(dut):
-    cfg = bench_config()
-    spec = bench_pe(cfg)
-    rng = bench_rng()
-    await start(dut)
+    cfg, spec, rng = await start_pe_bench(dut)
     lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
     shape_w = (cfg.rows, cfg.cols)
 

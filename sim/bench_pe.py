@@ -6,16 +6,13 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from .benchutil import act_values, bench_config, bench_rng, start
-from .runner import bench_pe
+from .benchutil import act_values
+from .pebench import start_pe_bench
 
 
 @cocotb.test()
 async def pe_matches_golden(dut):
-    cfg = bench_config()
-    spec = bench_pe(cfg)
-    rng = bench_rng()
-    await start(dut)
+    cfg, spec, rng = await start_pe_bench(dut)
     acc_lo, acc_hi = -(2 ** (cfg.acc_bits - 1)), 2 ** (cfg.acc_bits - 1) - 1
     code = 0  # a PE acts as if code 0 were latched after reset (hdl.pes.pe_signature)
     expect_psum = expect_act = None

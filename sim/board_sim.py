@@ -17,20 +17,13 @@ import subprocess
 import tty
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from amaranth.back import verilog
 
 from ..golden.config import ArrayConfig
 from .runner import cocotb_build_dir, default_build_root, run_cocotb
-from .toolchain import (
-    ToolchainError,
-    build_jobs,
-    build_key,
-    cached_build,
-    ensure_verilator,
-    keep_only,
-    run_logged,
-)
+from .toolchain import ToolchainError, build_key, cached_build, keep_only, verilate
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "board_pty.cpp"
 BENCH_UNITS = ("uart",)
@@ -73,16 +66,10 @@ def _write_verilog(text: str, path: Path) -> Path:
     return path
 
 
-def run_board_bench(
-    unit: str,
-    board: SimBoard,
-    *,
-    testcase: str | list[str] | None = None,
-    build_root: Path | None = None,
-    waves: bool = False,
-    seed: int | None = None,
-) -> Path:
-    """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>).
+def run_board_bench(unit: str, board: SimBoard, *, build_root: Path | None = None,
+                    waves: bool = False, **run: Any) -> Path:
+    """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>);
+    `run` takes run_cocotb's testcase and seed.
 
     "uart" is boards.uart.UARTLoop. The link is checked against its golden (protocol.LinkModel)
     through the pty model instead (tests/test_link_board.py), which runs far faster than cocotb
@@ -100,8 +87,7 @@ def run_board_bench(
     build_dir = cocotb_build_dir(f"{unit}_{board.cfg.name()}_{board.key()}", text,
                                  waves=waves, root=build_root)
     return run_cocotb(name, lambda work: _write_verilog(text, work / f"{name}.v"), build_dir,
-                      f"tritium.sim.bench_{unit}", unit, env=env, testcase=testcase,
-                      waves=waves, seed=seed)
+                      f"tritium.sim.bench_{unit}", unit, env=env, waves=waves, **run)
 
 
 # --- the board top on a pseudo-terminal ---------------------------------------------------
@@ -126,11 +112,8 @@ def pty_build_dir(board: SimBoard, root: Path | None = None) -> Path:
 
 
 def _compile_pty(board: SimBoard, work: Path) -> None:
-    verilator = ensure_verilator()
     source = _write_verilog(_verilog(board, "core", PTY_TOP), work / f"{PTY_TOP}.v")
-    cmd = [str(verilator), *PTY_FLAGS, "--build-jobs", str(build_jobs()), str(HARNESS),
-           source.name]
-    run_logged(cmd, work, BoardSimError)
+    verilate(PTY_FLAGS, [str(HARNESS), source.name], work, BoardSimError)
     (work / "obj" / PTY_EXE).replace(work / PTY_EXE)
     keep_only(work, {PTY_EXE, source.name, "build.log"})
 

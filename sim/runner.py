@@ -9,8 +9,6 @@ complete, with only the simulator executable, its Verilog and the build log kept
 from __future__ import annotations
 
 import fcntl
-import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -21,14 +19,14 @@ from pathlib import Path
 
 from ..golden.config import ArrayConfig
 from ..hdl.generate import UNITS, unit_verilog, write_unit
-from ..hdl.pes import PESpec, config_pe
+from ..hdl.pes import config_pe
 from .toolchain import build_key, cached_build, ensure_verilator, failed_log, keep_only
 
 BENCH_MODULE = "tritium.sim.bench_{unit}"
 BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2")
 # A bench runs in the simulator's own Python, whose PE registry holds only the built-ins until
-# the module that registers cfg.pe (a plug-in, perhaps a test file) is imported there too: by
-# name, or from its file when the name is not importable there (pytest's importlib mode).
+# the module that registers cfg.pe (a plug-in, perhaps a test file) is imported there too
+# (sim/pebench.py).
 PE_MODULE_ENV = "TRITIUM_PE_MODULE"
 PE_FILE_ENV = "TRITIUM_PE_FILE"
 
@@ -61,23 +59,6 @@ def _pe_env(cfg: ArrayConfig) -> dict[str, str]:
     if path:
         env[PE_FILE_ENV] = path
     return env
-
-
-def bench_pe(cfg: ArrayConfig) -> PESpec:
-    """cfg's PE, as seen from inside a bench: imports the module run_bench named first."""
-    name = os.environ.get(PE_MODULE_ENV)
-    if name and name not in sys.modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            path = os.environ.get(PE_FILE_ENV)
-            if not path:
-                raise
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-    return config_pe(cfg)
 
 
 def _build_simulator(toplevel: str, write_sources: Callable[[Path], Path], final: Path,

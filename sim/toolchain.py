@@ -88,6 +88,15 @@ def run_logged(cmd: list[str], cwd: Path, error: type[ToolchainError] = Toolchai
                     f"{tail}")
 
 
+def verilate(flags: Iterable[str], sources: Iterable[str], work: Path,
+             error: type[ToolchainError] = ToolchainError) -> Path:
+    """Run `verilator <flags> --build-jobs <CPUs> <sources>` in work (logged to
+    work/build.log); returns the Verilator root, whose include/ the harness compiles against."""
+    verilator = ensure_verilator()
+    run_logged([str(verilator), *flags, "--build-jobs", str(build_jobs()), *sources], work, error)
+    return verilator.parent.parent
+
+
 def keep_only(folder: Path, keep: Iterable[str]) -> None:
     """Delete everything in folder but the named top-level entries: object files, archives and
     precompiled headers (~140 MB for a large model) are not needed to load a finished build."""

@@ -21,15 +21,7 @@ from ..golden.config import ArrayConfig
 from ..hdl.generate import unit_verilog, write_unit
 from ..host.driver import DeviceError
 from .runner import default_build_root
-from .toolchain import (
-    ToolchainError,
-    build_jobs,
-    build_key,
-    cached_build,
-    ensure_verilator,
-    keep_only,
-    run_logged,
-)
+from .toolchain import ToolchainError, build_key, cached_build, keep_only, run_logged, verilate
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
 TOP = "tritium_top"
@@ -57,12 +49,9 @@ def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
 
 
 def _compile(cfg: ArrayConfig, work: Path) -> None:
-    verilator = ensure_verilator()
-    root = verilator.parent.parent
     source = write_unit("top", cfg, work, TOP)
     cls = f"V{TOP}"
-    run_logged([str(verilator), *VERILATOR_FLAGS, "--build-jobs", str(build_jobs()),
-                source.name], work, BuildError)
+    root = verilate(VERILATOR_FLAGS, [source.name], work, BuildError)
     obj = work / "obj"
     include = root / "include"
     run_logged(["g++", *LINK_FLAGS, f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
