@@ -19,9 +19,11 @@ from amaranth.hdl import Module, Mux, Signal
 
 from tritium.golden import ArrayConfig, ConfigError, gemm_events, ternary_gemm
 from tritium.golden.gemm import systolic_gemm, weight_codes, wrap_signed
+from tritium.golden.models import resolve_model
 from tritium.hdl.generate import unit_verilog, write_unit
 from tritium.hdl.pes import PESpec, SystolicPE, config_pe, get_pe, pe_names, register_pe
 from tritium.host.driver import Accelerator
+from tritium.host.estimate import EstimateConfig, estimate
 from tritium.sim.runner import run_bench
 from tritium.sim.verilated import VerilatorDevice
 
@@ -73,6 +75,22 @@ def test_config_names_the_pe() -> None:
     assert ArrayConfig.from_dict(CFG.to_dict()) == CFG
     with pytest.raises(ConfigError, match="ArrayConfig.pe"):
         replace(CFG, pe="sign mag")
+
+
+def test_estimator_accepts_the_plugin_config() -> None:
+    """The cost model prices dataflows and memory, not PE internals: same figures as the
+    ternary PE's, with the PE named in the reported configuration."""
+    model = resolve_model("microsoft/BitNet-b1.58-2B-4T")
+    cfg = replace(CFG, max_k=8192, acc_bits=24)
+
+    def run(c: ArrayConfig) -> dict:
+        return estimate(model, EstimateConfig(c, 16.0, prompt_len=4, gen_len=2,
+                                              zero_fraction=1 / 3))
+
+    plugin, ternary = run(cfg), run(replace(cfg, pe="ternary"))
+    assert plugin["config"]["array"]["pe"] == "signmag"
+    for key in ("prefill", "decode", "energy", "totals"):
+        assert plugin[key] == ternary[key], key
 
 
 def test_golden_rule_is_the_ternary_gemm() -> None:
