@@ -127,8 +127,6 @@ def register_pe(spec: PESpec) -> PESpec:
                           f"got {spec.name!r}")
     if spec.weight_bits < 1:
         raise ConfigError(f"PE {spec.name!r}: weight_bits must be >= 1, got {spec.weight_bits}")
-    if spec.module not in _builtin_modules():
-        _load_builtins()    # so the built-ins keep their place first in every listing
     old = _REGISTRY.get(spec.name)
     if old is not None and not _same_definition(old, spec):
         raise ConfigError(f"PE {spec.name!r} is already registered by {old.module}; "
@@ -141,19 +139,21 @@ def register_pe(spec: PESpec) -> PESpec:
 BUILTIN_MODULES = ("pe", "mac_pe")
 
 
-def _builtin_modules() -> set[str]:
-    return {f"{__package__}.{name}" for name in BUILTIN_MODULES}
-
-
 def _load_builtins() -> None:
     for name in BUILTIN_MODULES:
         importlib.import_module(f".{name}", __package__)
 
 
 def pe_names() -> list[str]:
-    """Registered PE names, built-ins first, in registration order."""
+    """Registered PE names: the built-ins in BUILTIN_MODULES order, then the others in the
+    order they were registered (whichever module happened to be imported first)."""
     _load_builtins()
-    return list(_REGISTRY)
+    builtin = [f"{__package__}.{name}" for name in BUILTIN_MODULES]
+
+    def rank(spec: PESpec) -> int:
+        return builtin.index(spec.module) if spec.module in builtin else len(builtin)
+
+    return [spec.name for spec in sorted(_REGISTRY.values(), key=rank)]
 
 
 def get_pe(name: str) -> PESpec:
@@ -162,7 +162,7 @@ def get_pe(name: str) -> PESpec:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown PE {name!r}; registered PEs: "
-                          f"{', '.join(_REGISTRY)}") from None
+                          f"{', '.join(pe_names())}") from None
 
 
 def config_pe(cfg: ArrayConfig) -> PESpec:
