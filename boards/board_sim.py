@@ -3,12 +3,13 @@ board's own top level compiled by Verilator and wired to a pseudo-terminal, so t
 that drives a real board over /dev/ttyUSB* drives the RTL instead.
 
 Builds are cached under build/sim/ (benches) and build/board_pty/ (the pty model), keyed by the
-configuration, the link parameters and a hash of the RTL and harness sources.
+configuration, the link parameters and a hash of the generated Verilog and the harness.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -16,28 +17,16 @@ import subprocess
 import tty
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from amaranth.back import verilog
 
 from ..golden.config import ArrayConfig
-from ..sim.runner import BenchFailure, default_build_root, hdl_hash
-from ..sim.toolchain import ToolchainError, cached_build, ensure_verilator
+from ..sim.runner import cocotb_build_dir, default_build_root, run_cocotb
+from ..sim.toolchain import ToolchainError, build_key, cached_build, keep_only, verilate
 
-BOARDS_DIR = Path(__file__).resolve().parent
 HARNESS = Path(__file__).resolve().parent.parent / "sim" / "cpp" / "board_pty.cpp"
-BOARD_RTL_SOURCES = ("uart.py", "link.py", "protocol.py", "top.py")
 BENCH_UNITS = ("uart",)
-
-
-def boards_hash() -> str:
-    """Hash of the accelerator and board RTL sources: any edit rebuilds the simulators."""
-    h = hashlib.sha256(hdl_hash().encode())
-    for name in BOARD_RTL_SOURCES:
-        path = BOARDS_DIR / name
-        if path.exists():
-            h.update(name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -61,73 +50,44 @@ class SimBoard:
                          link=LinkParams(req_bytes=self.req_bytes, max_reads=self.max_reads))
 
 
-def _write_verilog(component, name: str, path: Path) -> None:
-    text = verilog.convert(component, name=name, emit_src=False)
+@functools.lru_cache(maxsize=8)
+def _verilog(board: SimBoard, unit: str, name: str) -> str:
+    """The Verilog of the board top ("core") or a bench unit, generated once per process."""
+    from .uart import UARTLoop
+
+    component = board.core() if unit == "core" else UARTLoop(board.divisor)
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def _write_verilog(text: str, path: Path) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+    return path
 
 
-def run_board_bench(
-    unit: str,
-    board: SimBoard,
-    *,
-    testcase: str | list[str] | None = None,
-    build_root: Path | None = None,
-    waves: bool = False,
-    seed: int | None = None,
-) -> Path:
-    """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>).
+def run_board_bench(unit: str, board: SimBoard, *, build_root: Path | None = None,
+                    waves: bool = False, **run: Any) -> Path:
+    """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>);
+    `run` takes run_cocotb's testcase and seed.
 
     "uart" is boards.uart.UARTLoop. The link is checked against its golden (protocol.LinkModel)
     through the pty model instead (tests/test_link_board.py), which runs far faster than cocotb
     can drive a UART bit by bit."""
-    from cocotb_tools.runner import get_results, get_runner
-
-    from .uart import UARTLoop
-
     if unit not in BENCH_UNITS:
         raise ValueError(f"unknown board unit {unit!r}; expected one of {', '.join(BENCH_UNITS)}")
-    ensure_verilator()
-    root = build_root or default_build_root()
-    build_dir = root / "sim" / f"{unit}_{board.cfg.name()}_{board.key()}_{boards_hash()}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     name = f"tritium_{unit}"
-    source = build_dir / f"{name}.v"
-    if not source.exists():
-        _write_verilog(UARTLoop(board.divisor), name, source)
-    bench = f"tritium.sim.bench_{unit}"
-
-    runner = get_runner("verilator")
-    try:
-        runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
-                     build_args=["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"],
-                     waves=waves, log_file=build_dir / "build.log")
-    except (RuntimeError, SystemExit) as exc:
-        log = (build_dir / "build.log").read_text(errors="replace")
-        raise BenchFailure(f"Verilator build of {unit} failed (log: {build_dir}/build.log)\n"
-                           f"{log[-3000:]}") from exc
+    text = _verilog(board, unit, name)
     env = {
         "TRITIUM_CONFIG": json.dumps(board.cfg.to_dict()),
         "TRITIUM_DIVISOR": str(board.divisor),
         "TRITIUM_LINK": json.dumps({"req_bytes": board.req_bytes,
                                     "max_reads": board.max_reads}),
     }
-    try:
-        results = runner.test(test_module=bench, hdl_toplevel=name, testcase=testcase,
-                              build_dir=build_dir, test_dir=build_dir, extra_env=env,
-                              waves=waves, seed=seed, log_file=build_dir / "test.log")
-    except SystemExit:
-        results = build_dir / "results.xml"
-    total, failed = get_results(results)
-    if total == 0:
-        raise BenchFailure(f"{unit} bench ran no test; see {build_dir}/test.log")
-    if failed:
-        log = (build_dir / "test.log").read_text(errors="replace")
-        tail = "\n".join(line for line in log.splitlines() if "FAIL" in line or "Error" in line)
-        raise BenchFailure(f"{failed} of {total} {unit} bench tests failed "
-                           f"(log: {build_dir}/test.log)\n{tail[-4000:]}")
-    return results
+    build_dir = cocotb_build_dir(f"{unit}_{board.cfg.name()}_{board.key()}", text,
+                                 waves=waves, root=build_root)
+    return run_cocotb(name, lambda work: _write_verilog(text, work / f"{name}.v"), build_dir,
+                      f"tritium.sim.bench_{unit}", unit, env=env, waves=waves, **run)
 
 
 # --- the board top on a pseudo-terminal ---------------------------------------------------
@@ -140,33 +100,27 @@ class BoardSimError(ToolchainError):
     pass
 
 
+PTY_FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+             "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--top-module", PTY_TOP,
+             "-CFLAGS", "-O2", "--Mdir", "obj", "-o", PTY_EXE)
+
+
 def pty_build_dir(board: SimBoard, root: Path | None = None) -> Path:
-    h = hashlib.sha256(boards_hash().encode())
-    h.update(HARNESS.read_bytes())
+    key = build_key(_verilog(board, "core", PTY_TOP), HARNESS.read_bytes(), *PTY_FLAGS)
     root = root or default_build_root()
-    return root / "board_pty" / f"{board.cfg.name()}_{board.key()}_{h.hexdigest()[:10]}"
+    return root / "board_pty" / f"{board.cfg.name()}_{board.key()}_{key}"
 
 
 def _compile_pty(board: SimBoard, work: Path) -> None:
-    verilator = ensure_verilator()
-    _write_verilog(board.core(), PTY_TOP, work / f"{PTY_TOP}.v")
-    cmd = [str(verilator), "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
-           "--x-initial", "fast", "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
-           "--top-module", PTY_TOP, "-CFLAGS", "-O2", "--Mdir", "obj", "-o", PTY_EXE,
-           str(HARNESS), f"{PTY_TOP}.v"]
-    log = work / "build.log"
-    with log.open("w") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=work, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise BoardSimError(f"Verilator build of the board top failed (log: {log})\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
+    source = _write_verilog(_verilog(board, "core", PTY_TOP), work / f"{PTY_TOP}.v")
+    verilate(PTY_FLAGS, [str(HARNESS), source.name], work, BoardSimError)
+    (work / "obj" / PTY_EXE).replace(work / PTY_EXE)
+    keep_only(work, {PTY_EXE, source.name, "build.log"})
 
 
 def ensure_pty_built(board: SimBoard, root: Path | None = None) -> Path:
     """The harness executable for `board`, compiled once per configuration and source."""
-    return cached_build(pty_build_dir(board, root), f"obj/{PTY_EXE}",
+    return cached_build(pty_build_dir(board, root), PTY_EXE,
                         lambda work: _compile_pty(board, work))
 
 

@@ -79,10 +79,6 @@ def params() -> dict[str, Param]:
     out["device"] = Param("device", "synth", str, "ice40-up5k",
                           f"FPGA for synthesis ({', '.join(device_names())}) or a board "
                           f"({', '.join(board_names())})")
-    if "pe" not in out:     # until ArrayConfig carries the PE type itself
-        from ..hdl.generate import PES
-
-        out["pe"] = Param("pe", "synth", str, PES[0], f"PE for synthesis ({', '.join(PES)})")
     return out
 
 
@@ -223,8 +219,6 @@ SYNTH_COLUMNS = ("fits", "luts", "ffs", "bram", "dsp", "lut_pct", "fmax_mhz", "t
 
 def synth_target(pc: PointConfig) -> tuple[str, str]:
     """(device, PE) to synthesise the point's array for."""
-    if "pe" in pc.synth:           # until ArrayConfig carries the PE type itself
-        return pc.synth["device"], pc.synth["pe"]
     return pc.synth["device"], pc.array.pe
 
 

@@ -7,6 +7,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# The PE every configuration gets unless it names another registered one (tritium.hdl.pes).
+DEFAULT_PE = "ternary"
+
 # The host bus is 32 bits wide; results are read one accumulator per word.
 BUS_BITS = 32
 # Field widths of the CONFIG registers (bus/contract.py) bound what a config may ask for.
@@ -63,6 +66,9 @@ class ArrayConfig:
     so a DRAM row holds whole 32-bit results).
     dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
     power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
+    pe: name of the registered processing element the "ws" array is built from
+    (tritium.hdl.pes; the name is checked against the registry where the RTL is built, since
+    golden knows no RTL).
     """
 
     rows: int = 8
@@ -76,6 +82,7 @@ class ArrayConfig:
     clock_mhz: float = 100.0
     dram_bytes_per_cycle: int = 16
     dram_words: int = 0
+    pe: str = DEFAULT_PE
 
     def __post_init__(self) -> None:
         # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
@@ -119,6 +126,9 @@ class ArrayConfig:
             )
         if not isinstance(self.clock_mhz, (int, float)) or not self.clock_mhz > 0:
             raise ConfigError(f"ArrayConfig.clock_mhz must be > 0, got {self.clock_mhz!r}")
+        if not isinstance(self.pe, str) or not self.pe.isidentifier():
+            raise ConfigError(f"ArrayConfig.pe must name a registered PE (an identifier such as "
+                              f"{DEFAULT_PE!r}), got {self.pe!r}")
         self._check_dram()
         model.check_config(self)
 
@@ -150,9 +160,14 @@ class ArrayConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """Stable short hash, used to name build folders."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """Stable short hash, used to name build folders. The default PE is left out, so
+        configurations from before the PE became a field keep their key."""
+        data = self.to_dict()
+        if self.pe == DEFAULT_PE:
+            del data["pe"]
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def name(self) -> str:
-        return f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
+        base = f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
+        return base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"

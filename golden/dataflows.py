@@ -51,6 +51,9 @@ class Dataflow:
     top: str         # "module:Class", an Amaranth component taking an ArrayConfig
     driver: str      # "module:Class", a host driver taking (device, cfg)
     bench: str       # cocotb test module of the top
+    # True when the top builds its array from the registered PE that ArrayConfig.pe names;
+    # a top with a PE of its own rejects any other choice.
+    pe_array: bool = False
 
     def load(self, part: str) -> Any:
         """The object one of the dotted paths names (regmap, top, driver), imported now."""
@@ -102,6 +105,7 @@ register_dataflow(Dataflow(
     top="tritium.hdl.ws_top:WsAccelerator",
     driver="tritium.host.ws_driver:WsDriver",
     bench="tritium.sim.bench_ws",
+    pe_array=True,
 ))
 
 register_dataflow(Dataflow(

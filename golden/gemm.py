@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .checks import check_int_range, check_matmul_shapes, check_ternary
@@ -36,9 +38,36 @@ def code_value(bits: int) -> int:
     return -1 if bits & 2 else 1
 
 
-def pe_update(psum_in: int, act: int, code_bits: int, acc_bits: int) -> int:
-    """One PE step: add, subtract or pass psum_in by the ternary weight, wrapping at acc_bits."""
-    value = psum_in + act * code_value(code_bits)
-    mask = (1 << acc_bits) - 1
-    value &= mask
-    return value - (1 << acc_bits) if value >> (acc_bits - 1) else value
+def wrap_signed(value: int, bits: int) -> int:
+    """value wrapped to a two's complement integer of `bits` bits, as a register holds it."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def weight_codes(w: object, bits: int) -> np.ndarray:
+    """Integer weights as the unsigned `bits`-bit two's complement codes a PE's w_in takes
+    (ternary at 2 bits: 0 -> 00, +1 -> 01, -1 -> 11)."""
+    return np.asarray(w).astype(np.int64) & ((1 << bits) - 1)
+
+
+# A PE's golden update rule: (psum_in, act, latched weight code, acc_bits) -> the PE's sum.
+PEUpdate = Callable[[int, int, int, int], int]
+
+
+def systolic_gemm(update: PEUpdate, a: object, codes: object, acc_bits: int) -> np.ndarray:
+    """int [M, N]: what a weight-stationary array of PEs following `update` produces.
+
+    Column n holds codes[:, n] down its K PEs; vector a[m] enters with a zero partial sum, and
+    PE k turns psum into update(psum, a[m, k], codes[k, n], acc_bits).
+    """
+    a = np.asarray(a)
+    codes = np.asarray(codes)
+    check_matmul_shapes("activations", a, "weight codes", codes)
+    out = np.zeros((a.shape[0], codes.shape[1]), dtype=np.int64)
+    for m in range(a.shape[0]):
+        for n in range(codes.shape[1]):
+            psum = 0
+            for k in range(a.shape[1]):
+                psum = update(psum, int(a[m, k]), int(codes[k, n]), acc_bits)
+            out[m, n] = psum
+    return out

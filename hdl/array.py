@@ -1,37 +1,32 @@
-"""An R x C weight-stationary systolic array of ternary PEs, with its input skew built in."""
+"""An R x C weight-stationary systolic array of registered PEs, with its input skew built in."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import ArrayConfig
-from .pe import TernaryPE
+from .pes import config_pe
 
 
 class SystolicArray(wiring.Component):
     """K runs down the rows, N across the columns, activation vectors stream in from the left.
 
-    Weights: `w_row` carries the 2-bit codes of one row (column c in bits 2c+1:2c) and is
+    PEs: cfg.pe names a registered PE (hdl/pes.py), each taking a weight code of its
+    weight_bits (2 for ternary PEs).
+    Weights: `w_row` carries the codes of one row (column c in bits wb*c+wb-1:wb*c) and is
     latched into row `w_sel` when `w_en` is high.
     Streaming: present one unskewed activation vector per cycle on `act` with `act_valid`; row
     r sees it r cycles later. The result for column c of the vector that entered at cycle t is
     on `out[c]` with `out_valid[c]` at cycle t + (R - 1) + c (golden.cycles.column_latency).
     Invalid cycles inject zeros, so bubbles never disturb a sum.
-
-    `pe` builds each PE from (act_bits, acc_bits) and takes `weight_bits` per weight; only
-    synthesis comparisons change them (mac_pe.MacPE with int8 weights).
     """
 
-    def __init__(self, cfg: ArrayConfig,
-                 pe: Callable[[int, int], wiring.Component] = TernaryPE,
-                 weight_bits: int = 2) -> None:
+    def __init__(self, cfg: ArrayConfig) -> None:
         self.cfg = cfg
-        self.pe = pe
-        self.weight_bits = weight_bits
+        self.pe = config_pe(cfg)
+        self.weight_bits = self.pe.weight_bits
         super().__init__({
             "w_row": In(self.weight_bits * cfg.cols),
             "w_sel": In(range(cfg.rows)),
@@ -49,7 +44,8 @@ class SystolicArray(wiring.Component):
         rows, cols = cfg.rows, cfg.cols
 
         wb = self.weight_bits
-        pes = [[self.pe(cfg.act_bits, cfg.acc_bits) for _ in range(cols)] for _ in range(rows)]
+        pes = [[self.pe.build(cfg.act_bits, cfg.acc_bits) for _ in range(cols)]
+               for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
@@ -87,8 +83,8 @@ class SystolicArray(wiring.Component):
             m.d.comb += self.out_valid[c].eq(taps[rows - 1 + c])
 
         # Non-zero codes in the incoming weight row, so the top can count MACs and skips
-        # without a counter per PE.
-        # (Bit 0 of a ternary code is its non-zero flag; a wider weight is non-zero if any bit is.)
+        # without a counter per PE. Bit 0 of a 2-bit ternary code is its non-zero flag
+        # (whatever the PE stores inside); a wider weight is non-zero if any bit is.
         nonzero = [self.w_row[2 * c] if wb == 2 else self.w_row[wb * c : wb * c + wb].any()
                    for c in range(cols)]
         m.d.comb += self.nnz_row.eq(sum(nonzero))

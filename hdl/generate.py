@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from ..golden.config import ArrayConfig
+from ..golden.config import DEFAULT_PE, ArrayConfig, ConfigError
 from ..golden.dataflows import dataflow
 from .array import SystolicArray
-from .mac_pe import MacPE
-from .pe import TernaryPE
+from .pes import PESpec, config_pe
 
 # "top" is the accelerator of cfg.dataflow (golden.dataflows); "stream" is always the os top.
 UNITS = ("pe", "array", "top", "stream")
-# "mac" is the int8 x int8 multiply-accumulate baseline, built for area/Fmax comparison only.
-PES = ("ternary", "mac")
-MAC_WEIGHT_BITS = 8
 
 
 def top_dataflow(unit: str, cfg: ArrayConfig) -> str | None:
@@ -28,31 +26,43 @@ def top_dataflow(unit: str, cfg: ArrayConfig) -> str | None:
     return cfg.dataflow if unit == "top" else None
 
 
-
-def make_unit(unit: str, cfg: ArrayConfig, pe: str = "ternary") -> wiring.Component:
-    if pe not in PES:
-        raise ValueError(f"unknown PE {pe!r}; expected one of {', '.join(PES)}")
-    if pe == "mac":
-        if unit == "pe":
-            return MacPE(cfg.act_bits, cfg.acc_bits, MAC_WEIGHT_BITS)
-        if unit == "array":
-            return SystolicArray(cfg, pe=MacPE, weight_bits=MAC_WEIGHT_BITS)
-        if unit in ("top", "stream"):
-            # The top's weight buffer, register map and host packing hold 2-bit codes.
-            raise ValueError("the int8 MAC baseline exists as unit 'pe' or 'array' only; "
-                             "the accelerator top stores 2-bit ternary weights")
+def make_unit(unit: str, cfg: ArrayConfig, pe: str | None = None) -> wiring.Component:
+    """The component `unit` of cfg; `pe`, if given, replaces cfg.pe."""
+    if pe is not None:
+        cfg = replace(cfg, pe=pe)
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
+    spec = config_pe(cfg)
     if unit == "pe":
-        return TernaryPE(cfg.act_bits, cfg.acc_bits)
+        return spec.build(cfg.act_bits, cfg.acc_bits)
     if unit == "array":
         return SystolicArray(cfg)
-    df = top_dataflow(unit, cfg)
-    if df is not None:
-        return dataflow(df).load("top")(cfg)
-    raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
+    if not spec.fits_accelerator:
+        # The top's weight buffer, register map and host packing hold 2-bit codes.
+        raise ConfigError(f"the {spec.name} PE takes {spec.weight_bits}-bit weights and exists "
+                          f"as unit 'pe' or 'array' only; the accelerator tops store 2-bit "
+                          f"ternary codes")
+    df = dataflow(top_dataflow(unit, cfg) or cfg.dataflow)
+    if not df.pe_array and cfg.pe != DEFAULT_PE:
+        raise ConfigError(f"ArrayConfig.pe={cfg.pe!r} does not apply to dataflow {df.name}: its "
+                          f"top builds a PE of its own")
+    return df.load("top")(cfg)
 
 
 def to_verilog(component: wiring.Component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
+
+
+def unit_verilog(unit: str, cfg: ArrayConfig, name: str) -> str:
+    """The Verilog text of `unit` for cfg, generated once per process. Build caches key on a
+    hash of this text, so any change to what is generated (an RTL edit, a new PE) rebuilds."""
+    return _cached_verilog(unit, cfg, name, config_pe(cfg))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_verilog(unit: str, cfg: ArrayConfig, name: str, spec: PESpec) -> str:
+    # `spec` is part of the key: the same name registered from another module is another PE.
+    return to_verilog(make_unit(unit, cfg), name)
 
 
 def manifest(cfg: ArrayConfig, unit: str, name: str) -> dict:
@@ -62,23 +72,25 @@ def manifest(cfg: ArrayConfig, unit: str, name: str) -> dict:
         "top": name,
         "config": cfg.to_dict(),
         "config_key": cfg.key(),
+        "pe": cfg.pe,
         "bus": {"addr_bits": rm.addr_bits, "data_bits": 32, "region_bits": rm.region_bits},
     }
 
 
 def write_unit(unit: str, cfg: ArrayConfig, out_dir: Path, name: str | None = None,
-               pe: str = "ternary") -> Path:
-    """Write <name>.v and <name>.json into out_dir; returns the Verilog path.
+               pe: str | None = None) -> Path:
+    """Write <name>.v and <name>.json into out_dir; returns the Verilog path. `pe`, if given,
+    replaces cfg.pe.
 
     Files are written to temporaries and renamed, so an interrupted run leaves no half file.
     """
+    if pe is not None:
+        cfg = replace(cfg, pe=pe)
     name = name or f"tritium_{unit}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = to_verilog(make_unit(unit, cfg, pe), name)
+    text = unit_verilog(unit, cfg, name)
     info = manifest(cfg, unit, name)
-    if pe != "ternary":
-        info["pe"] = pe
     files = {
         out_dir / f"{name}.v": text,
         out_dir / f"{name}.json": json.dumps(info, indent=2) + "\n",

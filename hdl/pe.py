@@ -1,42 +1,34 @@
-"""The ternary processing element: it adds, subtracts or passes; it never multiplies."""
+"""The ternary processing element: it adds, subtracts or passes; it never multiplies.
+
+Registered as PE "ternary", the default of ArrayConfig.pe; its golden rule `update` sits
+beside the RTL so the benches check one against the other.
+"""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Signal
+
+from ..golden.gemm import code_value, wrap_signed
+from .pes import PESpec, SystolicPE, register_pe
 
 
-class TernaryPE(wiring.Component):
-    """Weight-stationary PE.
+def update(psum_in: int, act: int, code: int, acc_bits: int) -> int:
+    """Add, subtract or pass psum_in by the ternary weight of `code`, wrapping at acc_bits."""
+    return wrap_signed(psum_in + act * code_value(code), acc_bits)
+
+
+class TernaryPE(SystolicPE):
+    """Weight-stationary PE (ports: hdl.pes.pe_signature).
 
     The 2-bit weight code is latched on `w_load`. Bit 0 says "non-zero" and bit 1 "negate", so
     a zero weight passes psum_in through untouched (no adder toggles) and the unused code 10
-    behaves as zero. `sum` is combinational so the array's last row can write it straight into
-    the output buffer; `act_out` and `psum_out` are the registered systolic outputs.
+    behaves as zero.
     """
 
-    def __init__(self, act_bits: int, acc_bits: int) -> None:
-        self.act_bits = act_bits
-        self.acc_bits = acc_bits
-        super().__init__({
-            "w_load": In(1),
-            "w_in": In(2),
-            "act_in": In(signed(act_bits)),
-            "psum_in": In(signed(acc_bits)),
-            "sum": Out(signed(acc_bits)),
-            "act_out": Out(signed(act_bits)),
-            "psum_out": Out(signed(acc_bits)),
-            "w_code": Out(2),
-        })
-
-    def elaborate(self, platform) -> Module:
-        m = Module()
+    def compute(self, m: Module) -> None:
         code = Signal(2)
         with m.If(self.w_load):
             m.d.sync += code.eq(self.w_in)
-        m.d.comb += self.w_code.eq(code)
-
         with m.If(~code[0]):
             m.d.comb += self.sum.eq(self.psum_in)
         with m.Elif(code[1]):
@@ -44,8 +36,6 @@ class TernaryPE(wiring.Component):
         with m.Else():
             m.d.comb += self.sum.eq(self.psum_in + self.act_in)
 
-        m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.psum_out.eq(self.sum),
-        ]
-        return m
+
+SPEC = register_pe(PESpec("ternary", TernaryPE, update,
+                          description="adder-only: add, subtract or pass by a 2-bit code"))

@@ -27,9 +27,10 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.config import ArrayConfig
+from ..golden.config import ArrayConfig, ConfigError
 from . import pnr
-from .generate import PES, make_unit, to_verilog
+from .generate import make_unit, to_verilog
+from .pes import get_pe
 
 # Coarse cells that would mean the design multiplies, divides or exponentiates.
 ARITHMETIC_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor",
@@ -240,12 +241,25 @@ def default_build_root() -> Path:
 
 
 def default_unit(pe: str) -> str:
-    # The top's buffers and register map hold 2-bit codes, so the MAC baseline is array-level.
-    return "top" if pe == "ternary" else "array"
+    # The top's buffers and register map hold 2-bit codes, so a PE with wider weights (the MAC
+    # baseline) is array-level.
+    return "top" if get_pe(pe).fits_accelerator else "array"
 
 
-def synth_dir(cfg: ArrayConfig, device: str, pe: str = "ternary", unit: str | None = None,
+def _resolve_pe(cfg: ArrayConfig, pe: str | None) -> tuple[ArrayConfig, str]:
+    """cfg with its PE (`pe`, if given, replaces cfg.pe), checked against the PE registry."""
+    try:
+        if pe is not None:
+            cfg = replace(cfg, pe=pe)
+        get_pe(cfg.pe)
+    except ConfigError as exc:
+        raise SynthError(str(exc)) from None
+    return cfg, cfg.pe
+
+
+def synth_dir(cfg: ArrayConfig, device: str, pe: str | None = None, unit: str | None = None,
               dsp: bool = True, build_root: Path | None = None) -> Path:
+    pe = pe or cfg.pe
     unit = unit or default_unit(pe)
     tag = f"{device}_{cfg.name()}_{cfg.key()}_{pe}"
     if unit != "top":
@@ -319,7 +333,7 @@ def _overflows(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def estimate(
     cfg: ArrayConfig,
     device: str,
-    pe: str = "ternary",
+    pe: str | None = None,
     *,
     unit: str | None = None,
     dsp: bool = True,
@@ -331,12 +345,11 @@ def estimate(
     Cheap next to place and route, and enough to reject a design that cannot fit.
     """
     dev = get_device(device)
-    if pe not in PES:
-        raise SynthError(f"unknown PE {pe!r}; expected one of {', '.join(PES)}")
+    cfg, pe = _resolve_pe(cfg, pe)
     unit = unit or default_unit(pe)
     work = synth_dir(cfg, device, pe, unit, dsp, build_root)
     try:
-        harness = SynthHarness(make_unit(unit, cfg, pe))
+        harness = SynthHarness(make_unit(unit, cfg))
     except ValueError as exc:
         raise SynthError(str(exc)) from None
     text = to_verilog(harness, HARNESS_TOP)
@@ -379,14 +392,15 @@ def estimate(
     return result
 
 
-def pe_resources(cfg: ArrayConfig, device: str, pe: str = "ternary", *, dsp: bool = True,
+def pe_resources(cfg: ArrayConfig, device: str, pe: str | None = None, *, dsp: bool = True,
                  build_root: Path | None = None) -> dict[str, int]:
     """Resources of one bare PE (no harness, no array around it), by Yosys."""
     dev = get_device(device)
+    cfg, pe = _resolve_pe(cfg, pe)
     root = build_root or default_build_root()
     work = root / "synth" / f"{device}_pe_a{cfg.act_bits}_acc{cfg.acc_bits}_{pe}" \
         f"{'' if dsp else '_nodsp'}"
-    text = to_verilog(make_unit("pe", cfg, pe), "tritium_pe")
+    text = to_verilog(make_unit("pe", cfg), "tritium_pe")
     script = (f"read_verilog tritium_pe.v; hierarchy -top tritium_pe; "
               f"{dev.synth_script('tritium_pe', 'netlist.json', dsp)}; "
               f"tee -q -o stat.json stat -json")
@@ -422,7 +436,7 @@ def _too_large_message(est: dict[str, Any], dev: Device) -> str:
 def synth_report(
     cfg: ArrayConfig,
     device: str,
-    pe: str = "ternary",
+    pe: str | None = None,
     *,
     unit: str | None = None,
     dsp: bool = True,
@@ -441,6 +455,7 @@ def synth_report(
     bram, dsp, luts_per_pe, pe_luts, resources{lut,ff,bram,dsp: used/available/%}, ...
     """
     dev = get_device(device)
+    cfg, pe = _resolve_pe(cfg, pe)
     est = estimate(cfg, device, pe, unit=unit, dsp=dsp, build_root=build_root,
                    progress=progress)
     if est["overflow"]:
@@ -567,7 +582,7 @@ def _search(fits: Callable[[int], dict[str, Any]], pes_of: Callable[[int], int],
 def largest_fitting(
     device: str,
     *,
-    pe: str = "ternary",
+    pe: str | None = None,
     base: ArrayConfig | None = None,
     shapes: Iterable[str] = ("square", "wide"),
     unit: str | None = None,
@@ -586,7 +601,7 @@ def largest_fitting(
     ArrayConfig field except rows and cols.
     """
     dev = get_device(device)
-    base = base or ArrayConfig()
+    base, pe = _resolve_pe(base or ArrayConfig(), pe)
     probes: list[dict[str, Any]] = []
     per_shape: dict[str, dict[str, Any]] = {}
     for shape in shapes:

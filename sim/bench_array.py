@@ -1,4 +1,5 @@
-"""cocotb bench: the systolic array against golden.ternary_gemm, with exact output timing."""
+"""cocotb bench: the systolic array of cfg.pe (any registered PE) against the PE's golden rule
+folded down each column (golden.gemm.systolic_gemm), with exact output timing."""
 
 from __future__ import annotations
 
@@ -7,20 +8,22 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..golden.cycles import column_latency
-from ..golden.gemm import ternary_gemm
-from .benchutil import act_values, bench_config, bench_rng, pack_lanes, start, uint, unpack_lanes
+from ..golden.gemm import systolic_gemm, weight_codes
+from .benchutil import act_values, pack_lanes, uint, unpack_lanes
+from .pebench import start_pe_bench
 
 
-async def run_case(dut, cfg, w: np.ndarray, a: np.ndarray, rng, bubble_rate: float) -> None:
+async def run_case(dut, cfg, spec, codes: np.ndarray, a: np.ndarray, rng,
+                   bubble_rate: float) -> None:
     rows, cols = cfg.rows, cfg.cols
     for r in range(rows):
-        dut.w_row.value = pack_lanes(w[r], 2)
+        dut.w_row.value = pack_lanes(codes[r], spec.weight_bits)
         dut.w_sel.value = r
         dut.w_en.value = 1
         await RisingEdge(dut.clk)
     dut.w_en.value = 0
 
-    expected = ternary_gemm(a, w, cfg.act_bits)
+    expected = systolic_gemm(spec.update, a, codes, cfg.acc_bits)
     m = a.shape[0]
     inject_at: list[int] = []
     got: list[list[tuple[int, int]]] = [[] for _ in range(cols)]
@@ -63,19 +66,26 @@ async def run_case(dut, cfg, w: np.ndarray, a: np.ndarray, rng, bubble_rate: flo
 
 @cocotb.test()
 async def array_matches_golden(dut):
-    cfg = bench_config()
-    rng = bench_rng()
-    await start(dut)
+    cfg, spec, rng = await start_pe_bench(dut)
     lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
     shape_w = (cfg.rows, cfg.cols)
+
+    def codes(w: np.ndarray) -> np.ndarray:
+        return weight_codes(w, spec.weight_bits)
+
     cases = {
-        "random": (rng.integers(-1, 2, shape_w), act_values(rng, (17, cfg.rows), cfg.act_bits)),
-        "all +1, extremes": (np.ones(shape_w, int), rng.choice([lo, hi], (9, cfg.rows))),
-        "all -1, all -128": (-np.ones(shape_w, int), np.full((6, cfg.rows), lo)),
-        "all zero weights": (np.zeros(shape_w, int), act_values(rng, (5, cfg.rows), cfg.act_bits)),
-        "single vector": (rng.integers(-1, 2, shape_w), np.full((1, cfg.rows), hi)),
+        "random ternary": (codes(rng.integers(-1, 2, shape_w)),
+                           act_values(rng, (17, cfg.rows), cfg.act_bits)),
+        # Every code the PE's w_in takes, unused ones (ternary 10) and wide weights included.
+        "random codes": (rng.integers(0, 2**spec.weight_bits, shape_w),
+                         act_values(rng, (11, cfg.rows), cfg.act_bits)),
+        "all +1, extremes": (codes(np.ones(shape_w, int)), rng.choice([lo, hi], (9, cfg.rows))),
+        "all -1, all -128": (codes(-np.ones(shape_w, int)), np.full((6, cfg.rows), lo)),
+        "all zero weights": (codes(np.zeros(shape_w, int)),
+                             act_values(rng, (5, cfg.rows), cfg.act_bits)),
+        "single vector": (codes(rng.integers(-1, 2, shape_w)), np.full((1, cfg.rows), hi)),
     }
     for name, (w, a) in cases.items():
         for bubbles in (0.0, 0.4):
-            dut._log.info("case %s, bubble rate %.1f", name, bubbles)
-            await run_case(dut, cfg, w, a, rng, bubbles)
+            dut._log.info("%s PE, case %s, bubble rate %.1f", spec.name, name, bubbles)
+            await run_case(dut, cfg, spec, w, a, rng, bubbles)

@@ -1,18 +1,17 @@
 """VerilatorDevice: the accelerator top compiled by Verilator into a shared library that runs
 whole host Programs in C++ (sim/cpp/device.cpp), so simulation never returns to Python per clock.
 
-Builds are cached under build/rtl/<config>_<key>_<hash of the RTL and harness sources>, made
-by toolchain.cached_build (locked, assembled in a temporary folder, renamed when complete).
+Builds are cached under build/rtl/<config>_<key>_<hash of the generated Verilog, the harness,
+the flags and the Verilator release>, made by toolchain.cached_build (locked, assembled in a
+temporary folder, renamed when complete); only the library, its Verilog and the log are kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import numpy as np
 
 from ..bus.contract import OP_READ, DeviceError
 from ..golden.config import ArrayConfig
-from ..hdl.generate import write_unit
-from .runner import default_build_root, hdl_hash
-from .toolchain import ToolchainError, cached_build, ensure_verilator
+from ..hdl.generate import unit_verilog, write_unit
+from .runner import default_build_root
+from .toolchain import ToolchainError, build_key, cached_build, keep_only, run_logged, verilate
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
 TOP = "tritium_top"
@@ -36,43 +35,30 @@ class BuildError(ToolchainError):
     pass
 
 
-def build_key() -> str:
-    h = hashlib.sha256(hdl_hash().encode())
-    h.update(HARNESS.read_bytes())
-    return h.hexdigest()[:10]
+VERILATOR_FLAGS = ("--cc", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                   "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--top-module", TOP,
+                   "-CFLAGS", "-fPIC -O2", "--Mdir", "obj")
+LINK_FLAGS = ("-shared", "-fPIC", "-O2", "-std=c++17", "-pthread")
 
 
 def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
+    key = build_key(unit_verilog("top", cfg, TOP), HARNESS.read_bytes(), *VERILATOR_FLAGS,
+                    *LINK_FLAGS)
     root = root or default_build_root()
-    return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{build_key()}"
-
-
-def _run(cmd: list[str], cwd: Path, log: Path) -> None:
-    with log.open("a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise BuildError(f"{cmd[0]} failed (exit {proc.returncode}); log: {log}\n{tail}")
+    return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{key}"
 
 
 def _compile(cfg: ArrayConfig, work: Path) -> None:
-    verilator = ensure_verilator()
-    root = verilator.parent.parent
-    write_unit("top", cfg, work, TOP)
-    log = work / "build.log"
+    source = write_unit("top", cfg, work, TOP)
     cls = f"V{TOP}"
-    _run([str(verilator), "--cc", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-          "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--top-module", TOP,
-          "-CFLAGS", "-fPIC -O2", "--Mdir", "obj", f"{TOP}.v"], work, log)
+    root = verilate(VERILATOR_FLAGS, [source.name], work, BuildError)
     obj = work / "obj"
     include = root / "include"
-    _run(["g++", "-shared", "-fPIC", "-O2", "-std=c++17",
-          f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
-          f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}",
-          str(HARNESS), str(obj / f"{cls}__ALL.a"), str(obj / "libverilated.a"),
-          "-pthread", "-o", LIB], work, log)
+    run_logged(["g++", *LINK_FLAGS, f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
+                f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}",
+                str(HARNESS), str(obj / f"{cls}__ALL.a"), str(obj / "libverilated.a"),
+                "-o", LIB], work, BuildError)
+    keep_only(work, {LIB, source.name, source.with_suffix(".json").name, "build.log"})
 
 
 def ensure_built(cfg: ArrayConfig, root: Path | None = None) -> Path:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tritium.golden import ArrayConfig
-from tritium.hdl.generate import to_verilog, write_unit
-from tritium.hdl.mac_pe import MacPE
+from tritium.hdl.generate import write_unit
 from tritium.hdl.synth import multiplier_report
 
 
@@ -17,8 +16,7 @@ def test_accelerator_top_has_no_multiplier(tmp_path: Path) -> None:
 
 
 def test_mac_baseline_is_detected(tmp_path: Path) -> None:
-    verilog = tmp_path / "mac_pe.v"
-    verilog.write_text(to_verilog(MacPE(8, 32), "mac_pe"))
+    verilog = write_unit("pe", ArrayConfig(pe="mac"), tmp_path, "mac_pe")
     report = multiplier_report(verilog, "mac_pe")
     assert report["coarse"].get("$mul", 0) >= 1
     assert report["ice40"].get("SB_MAC16", 0) >= 1

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from tritium.golden import ArrayConfig, InputError, plan_gemm, ternary_gemm
-from tritium.golden.gemm import code_value, pe_update
+from tritium.golden.gemm import code_value, systolic_gemm, weight_codes, wrap_signed
 from tritium.golden.tiling import act_tile, weight_tile
+from tritium.hdl import mac_pe, pe
 
 
 def naive(a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -59,11 +60,39 @@ def test_gemm_rejects_bad_input() -> None:
 
 def test_code_values_and_pe_wrap() -> None:
     assert [code_value(b) for b in range(4)] == [0, 1, 0, -1]
-    assert pe_update(5, -7, 0b01, 32) == -2
-    assert pe_update(5, -7, 0b11, 32) == 12
-    assert pe_update(5, -7, 0b00, 32) == 5
-    assert pe_update(5, -7, 0b10, 32) == 5
-    assert pe_update(2**11 - 1, 1, 0b01, 12) == -(2**11)  # two's complement wrap
+    assert pe.update(5, -7, 0b01, 32) == -2
+    assert pe.update(5, -7, 0b11, 32) == 12
+    assert pe.update(5, -7, 0b00, 32) == 5
+    assert pe.update(5, -7, 0b10, 32) == 5
+    assert pe.update(2**11 - 1, 1, 0b01, 12) == -(2**11)  # two's complement wrap
+    assert [wrap_signed(v, 4) for v in (7, 8, -8, -9, 16)] == [7, -8, -8, 7, 0]
+
+
+def test_weight_codes_are_twos_complement() -> None:
+    assert weight_codes([[-1, 0, 1]], 2).tolist() == [[0b11, 0b00, 0b01]]
+    assert weight_codes([[-128, -1, 127]], 8).tolist() == [[0x80, 0xFF, 0x7F]]
+    assert [code_value(int(c)) for c in weight_codes([-1, 0, 1], 2)] == [-1, 0, 1]
+
+
+@pytest.mark.parametrize("rule", [pe.update, mac_pe.update], ids=["ternary", "mac"])
+def test_systolic_gemm_of_a_pe_rule_is_the_ternary_gemm(rule) -> None:
+    """Folded down K PEs, either built-in rule computes the ternary GEMM of ternary weights
+    (the wide MAC rule taking them as int8 codes)."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (6, 9))
+    w = rng.integers(-1, 2, (9, 5))
+    bits = 2 if rule is pe.update else 8
+    got = systolic_gemm(rule, a, weight_codes(w, bits), 32)
+    np.testing.assert_array_equal(got, naive(a, w).astype(np.int64))
+
+
+def test_systolic_gemm_wraps_like_an_accumulator() -> None:
+    a = np.full((1, 3), 127)
+    codes = weight_codes(np.ones((3, 1), int), 2)
+    assert systolic_gemm(pe.update, a, codes, 9).tolist() == [[wrap_signed(381, 9)]]
+    assert wrap_signed(381, 9) == 381 - 512
+    with pytest.raises(InputError, match="K must agree"):
+        systolic_gemm(pe.update, a, weight_codes(np.ones((2, 1), int), 2), 9)
 
 
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 8, 8), (13, 9, 10), (40, 3, 1)])

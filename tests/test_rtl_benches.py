@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tritium.golden import ArrayConfig, safe_k
@@ -19,6 +21,12 @@ def test_pe(acc_bits: int, waves: bool) -> None:
 @pytest.mark.parametrize("name", BENCH_CONFIGS)
 def test_array(name: str, waves: bool) -> None:
     run_bench("array", BENCH_CONFIGS[name], waves=waves)
+
+
+def test_array_of_the_mac_baseline(waves: bool) -> None:
+    """The array bench takes any registered PE: the int8 MAC's 8-bit codes, random ones
+    included, against its own golden rule."""
+    run_bench("array", replace(BENCH_CONFIGS["2x3"], pe="mac"), waves=waves)
 
 
 @pytest.mark.parametrize("name", BENCH_CONFIGS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..hdl.generate import PES, UNITS
+from ..hdl.generate import UNITS
 from ..hdl.synth import DEVICES
 from .options import add_array_args, add_json, array_from_args, emit, progress
 
@@ -19,10 +19,7 @@ HELP = "synthesise, place and route on an FPGA; report LUTs, FFs, BRAM, DSP and 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", required=True, metavar="DEVICE",
                    help=f"target FPGA: {' | '.join(DEVICES)}")
-    add_array_args(p)
-    p.add_argument("--pe", choices=PES, default="ternary",
-                   help="ternary (adder-only, the accelerator) or mac (int8 x int8 "
-                   "multiply-accumulate baseline, for comparison; default: ternary)")
+    add_array_args(p)   # --pe among them: ternary, or mac (the int8 MAC baseline)
     p.add_argument("--unit", choices=[u for u in UNITS if u != "pe"],
                    help="what to synthesise: the accelerator top with buffers and bus, or the "
                    "bare array (default: top for ternary; array for mac, which has no top)")
@@ -69,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pe == "mac" and args.unit is None:
         log("the MAC baseline exists at array level: synthesising the bare array "
             "(compare with --pe ternary --unit array)")
-    report = synth_report(cfg, args.device, args.pe, unit=args.unit, dsp=args.dsp,
+    report = synth_report(cfg, args.device, unit=args.unit, dsp=args.dsp,
                           seed=args.seed, timing_driven=args.timing_driven,
                           use_cache=args.cache, progress=log)
     emit(args, report, lambda: format_report(report))
