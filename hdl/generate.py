@@ -11,7 +11,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from ..golden.config import DEFAULT_PE, ArrayConfig, ConfigError
-from ..golden.dataflows import dataflow
+from ..golden.dataflows import dataflow, dataflow_names
 from .array import SystolicArray
 from .pes import PESpec, config_pe
 
@@ -44,8 +44,9 @@ def make_unit(unit: str, cfg: ArrayConfig, pe: str | None = None) -> wiring.Comp
                           f"ternary codes")
     df = dataflow(top_dataflow(unit, cfg) or cfg.dataflow)
     if not df.pe_array and cfg.pe != DEFAULT_PE:
-        raise ConfigError(f"ArrayConfig.pe={cfg.pe!r} does not apply to dataflow {df.name}: its "
-                          f"top builds a PE of its own")
+        takers = ", ".join(n for n in dataflow_names() if dataflow(n).pe_array)
+        raise ConfigError(f"ArrayConfig.pe={cfg.pe!r} applies to dataflow {takers}; the "
+                          f"{df.name} top builds a PE of its own")
     return df.load("top")(cfg)
 
 

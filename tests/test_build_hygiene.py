@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tritium.golden import ArrayConfig
-from tritium.host.driver import Accelerator
+from tritium.host.driver import driver_for
 from tritium.sim import runner, verilated
 from tritium.sim.toolchain import build_jobs, cached_build, failed_log
 from tritium.sim.verilated import LIB, TOP, VerilatorDevice, build_dir, ensure_built
@@ -110,4 +110,4 @@ def test_device_build_is_parallel_pruned_and_shareable(
     assert mode(folder / f"{TOP}.v") == 0o644 and mode(folder / "build.log") == 0o644
     assert mode(library) == 0o755
     with VerilatorDevice(cfg, build_root=tmp_path / "cache") as dev:
-        Accelerator(dev).identify()
+        driver_for(dev).identify()

@@ -19,10 +19,10 @@ from amaranth.hdl import Module, Mux, Signal
 
 from tritium.golden import ArrayConfig, ConfigError, gemm_events, ternary_gemm
 from tritium.golden.gemm import systolic_gemm, weight_codes, wrap_signed
-from tritium.golden.models import resolve_model
 from tritium.hdl.generate import unit_verilog, write_unit
 from tritium.hdl.pes import PESpec, SystolicPE, config_pe, get_pe, pe_names, register_pe
-from tritium.host.driver import Accelerator
+from tritium.host.arch import resolve_model
+from tritium.host.driver import driver_for
 from tritium.host.estimate import EstimateConfig, estimate
 from tritium.sim.runner import run_bench
 from tritium.sim.verilated import VerilatorDevice
@@ -126,7 +126,7 @@ def test_tiled_gemm_on_the_verilator_device() -> None:
     a = rng.integers(-128, 128, (m, k))
     w = rng.choice([-1, 0, 1], size=(k, n), p=[0.4, 0.2, 0.4])
     with VerilatorDevice(CFG) as dev:
-        acc = Accelerator(dev)
+        acc = driver_for(dev)
         acc.identify()
         got, events = acc.gemm(a, w)
     np.testing.assert_array_equal(got, ternary_gemm(a, w, CFG.act_bits))
