@@ -1,1 +1,5 @@
 """cocotb benches on Verilator and the simulated device."""
+
+from .pyverilated import pyverilated
+
+__all__ = ["pyverilated"]
