@@ -127,7 +127,7 @@ def test_build_is_cached_and_simulations_are_independent(tmp_path, monkeypatch) 
     # Each simulation loads its own copy of the library, so their states never mix.
     first.io.w_in, first.io.w_load = 1, 1
     first.clock.tick()
-    assert (first.io.w_code, second.io.w_code) == (1, 0)
+    assert (first.internals.code, second.internals.code) == (1, 0)
     other = ArrayConfig(rows=2, cols=2, acc_bits=18, max_k=255, act_depth=4)
     assert mod._build_dir("pe", other, "", None) != mod._build_dir("pe", CFG, "", None)
 
