@@ -189,7 +189,5 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                 save()
     finally:
         bar.close()
-    if resume and not losses:
-        save()
     model.eval()
     return TrainResult(out, step, losses[-1] if losses else math.nan, seconds, model)
