@@ -41,13 +41,25 @@ def act_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, s
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the given quantised value, exactly. Backward: the gradient, unchanged."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, quantised: torch.Tensor) -> torch.Tensor:
+        return quantised
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
     """q * scale in the forward pass, identity in the backward pass (straight-through)."""
     q, scale = weight_codes(w)
-    return w + (q * scale - w).detach()
+    return _StraightThrough.apply(w, q * scale)
 
 
 def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
     """q / s in the forward pass, identity in the backward pass (straight-through)."""
     q, s = act_codes(x)
-    return x + (q / s - x).detach()
+    return _StraightThrough.apply(x, q / s)
