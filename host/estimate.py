@@ -33,6 +33,7 @@ from ..golden.memory import (
     os_bytes_per_cycle,
 )
 from ..golden.models import ModelShape
+from . import zoo
 from .arch import resolve_model
 
 DATAFLOW_CHOICES = ("auto", "ws", "os")
@@ -441,6 +442,6 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
 def resolve(model: str | Path) -> tuple[ModelShape, Path | None]:
     """(shape, checkpoint folder with weights or None)."""
     shape = resolve_model(model)
-    p = Path(str(model))
+    p = zoo.resolve(model) or Path(str(model))
     return shape, (p if _has_weights(p) else None)
 

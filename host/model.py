@@ -25,7 +25,7 @@ from ..golden.checks import InputError
 from ..golden.config import ArrayConfig
 from ..golden.cycles import Events
 from ..golden.quant import dequantize, quantize_activations
-from . import ops
+from . import ops, zoo
 from .arch import PROJECTIONS, ModelConfig
 from .backends import Backend, Prepared, make_backend
 from .checkpoint import Checkpoint
@@ -191,6 +191,8 @@ class BitNetModel:
         32-bit accumulators) and backend_opts, or a Backend instance (which the model then owns
         and closes). progress(i, n) is called after each of the n layers is loaded.
         """
+        # a shipped model's name ("tiny-adder") stands for its folder in host/zoo
+        path = zoo.resolve(path) or path
         ckpt, cfg = read_config(path)
         be: Backend | None = None
         try:

@@ -96,10 +96,13 @@ def read_config_json(path: str | Path) -> ModelShape:
 
 
 def resolve_model(name_or_dir: str | Path) -> ModelShape:
-    """A named model (case-insensitive; a Hugging Face "owner/" prefix is ignored) or the
-    config.json of a checkpoint folder."""
+    """A named model (case-insensitive; a Hugging Face "owner/" prefix is ignored), a model
+    shipped with tritium (host/zoo, e.g. "tiny-adder"), or the config.json of a checkpoint
+    folder."""
+    from .. import zoo
+
     text = str(name_or_dir)
-    p = Path(text)
+    p = zoo.resolve(text) or Path(text)
     if p.is_dir() or (p.is_file() and p.suffix == ".json"):
         return read_config_json(p)
     lower = {k.lower(): v for k, v in MODELS.items()}
@@ -108,7 +111,8 @@ def resolve_model(name_or_dir: str | Path) -> ModelShape:
         if cand in lower:
             return lower[cand]
     raise CheckpointError(f"unknown model {text!r}: known models are "
-                          f"{', '.join(known_models())}; or give a checkpoint folder holding a "
+                          f"{', '.join(known_models())}, shipped models "
+                          f"{', '.join(zoo.names())}; or give a checkpoint folder holding a "
                           "config.json")
 
 

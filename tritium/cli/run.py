@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..golden.config import ArrayConfig
+from ..host import zoo
 from .options import AUTO, CliError, add_array_args, add_json, array_from_args, emit, json_on_stdout
 
 HELP = "run a BitNet b1.58 checkpoint with every ternary matmul on a backend"
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                        f"{', '.join(backend_names())}")
     if args.max_new_tokens < 0:
         raise CliError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    model_dir = Path(args.model)
+    model_dir = zoo.resolve(args.model) or Path(args.model)
     if args.prompt is not None:
         if args.prompt == "":
             raise CliError("--prompt is empty")
