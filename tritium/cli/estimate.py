@@ -11,6 +11,7 @@ from typing import Any
 
 from .options import AUTO, CliError, add_array_args, add_json, emit, output_dir
 
+DEFAULT_LEN = 128   # prompt and generated tokens when the user names neither
 HELP = "estimate tokens/s and J/token of an array on a BitNet b1.58 model"
 
 # The model needs K up to 6912 (2B-4T down_proj) and a decode-sized array by default.
@@ -30,10 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-nm", type=float, default=None, metavar="N",
                    help="technology node for the energy table (node scaling; default: the "
                    "table's own, 45 nm for the shipped Horowitz table)")
-    p.add_argument("--prompt-len", type=int, default=128, metavar="P",
-                   help="prompt tokens run as one prefill (default: 128)")
-    p.add_argument("--gen-len", type=int, default=128, metavar="G",
-                   help="tokens generated after the prompt (default: 128)")
+    p.add_argument("--prompt-len", type=int, default=None, metavar="P",
+                   help="prompt tokens run as one prefill (default: 128, or half the model's "
+                   "context if that is shorter)")
+    p.add_argument("--gen-len", type=int, default=None, metavar="G",
+                   help="tokens generated after the prompt (default: 128, or half the model's "
+                   "context if that is shorter)")
     p.add_argument("--weight-bits", type=float, default=2.0, metavar="BITS",
                    help="packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: TL2; "
                    "default: 2)")
@@ -75,9 +78,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataflow not in DATAFLOW_CHOICES:
         raise CliError(f"--dataflow must be one of {', '.join(DATAFLOW_CHOICES)}, got "
                        f"{args.dataflow!r}")
-    if args.prompt_len < 1:
+    if args.prompt_len is not None and args.prompt_len < 1:
         raise CliError(f"--prompt-len must be >= 1, got {args.prompt_len}")
-    if args.gen_len < 0:
+    if args.gen_len is not None and args.gen_len < 0:
         raise CliError(f"--gen-len must be >= 0, got {args.gen_len}")
     if args.sparsity is not None and not 0 <= args.sparsity <= 1:
         raise CliError(f"--sparsity must be in 0..1, got {args.sparsity:g}")
@@ -102,8 +105,10 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     if args.sparsity is None and folder is not None:
         nnz = measure_nnz(folder, model)
         source = f"counted from the weights in {folder}"
+    default_len = min(DEFAULT_LEN, max(1, model.max_position_embeddings // 2))
     ecfg = EstimateConfig(cfg, args.dram_gbps, dataflow=args.dataflow,
-                          prompt_len=args.prompt_len, gen_len=args.gen_len,
+                          prompt_len=default_len if args.prompt_len is None else args.prompt_len,
+                          gen_len=default_len if args.gen_len is None else args.gen_len,
                           weight_bits=args.weight_bits, zero_fraction=args.sparsity)
     return estimate(model, ecfg, table, nnz=nnz, nnz_source=source)
 
