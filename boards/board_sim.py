@@ -22,6 +22,7 @@ from typing import Any
 from amaranth.back import verilog
 
 from ..golden.config import ArrayConfig
+from ..golden.files import atomic_write_text
 from ..sim.runner import cocotb_build_dir, default_build_root, run_cocotb
 from ..sim.toolchain import ToolchainError, build_key, cached_build, keep_only, verilate
 
@@ -59,13 +60,6 @@ def _verilog(board: SimBoard, unit: str, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def _write_verilog(text: str, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def run_board_bench(unit: str, board: SimBoard, *, build_root: Path | None = None,
                     waves: bool = False, **run: Any) -> Path:
     """Build a board unit with Verilator and run its cocotb bench (tritium.sim.bench_<unit>);
@@ -86,7 +80,7 @@ def run_board_bench(unit: str, board: SimBoard, *, build_root: Path | None = Non
     }
     build_dir = cocotb_build_dir(f"{unit}_{board.cfg.name()}_{board.key()}", text,
                                  waves=waves, root=build_root)
-    return run_cocotb(name, lambda work: _write_verilog(text, work / f"{name}.v"), build_dir,
+    return run_cocotb(name, lambda work: atomic_write_text(work / f"{name}.v", text), build_dir,
                       f"tritium.sim.bench_{unit}", unit, env=env, waves=waves, **run)
 
 
@@ -112,7 +106,7 @@ def pty_build_dir(board: SimBoard, root: Path | None = None) -> Path:
 
 
 def _compile_pty(board: SimBoard, work: Path) -> None:
-    source = _write_verilog(_verilog(board, "core", PTY_TOP), work / f"{PTY_TOP}.v")
+    source = atomic_write_text(work / f"{PTY_TOP}.v", _verilog(board, "core", PTY_TOP))
     verilate(PTY_FLAGS, [str(HARNESS), source.name], work, BoardSimError)
     (work / "obj" / PTY_EXE).replace(work / PTY_EXE)
     keep_only(work, {PTY_EXE, source.name, "build.log"})

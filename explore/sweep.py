@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..golden.files import atomic_write
 from . import adapters
 from .adapters import (
     ESTIMATE_COLUMNS,
@@ -160,29 +159,6 @@ def _hash(obj: Any) -> str:
                           ).hexdigest()[:16]
 
 
-def write_atomic(path: Path, data: str | bytes | Callable[[Path], None]) -> None:
-    """Write beside the target and rename, so a reader never sees half a file. `data` may be a
-    function that writes the temporary path itself (e.g. matplotlib's savefig)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, str):
-                f.write(data.encode())
-            elif isinstance(data, bytes):
-                f.write(data)
-        if callable(data):
-            data(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class _Plan:
     """Jobs for the points still to compute, deduplicated, and which points wait on which."""
 
@@ -258,7 +234,7 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
         except INVALID_ERRORS as exc:
             rec = _record(spec, model, p, None, {}, [("config", _one_line(exc), True)])
             records[p.key] = rec
-            write_atomic(point_dir / f"{p.key}.json", json.dumps(rec, indent=2) + "\n")
+            atomic_write(point_dir / f"{p.key}.json", json.dumps(rec, indent=2) + "\n")
             continue
         configs[p.key] = pc
         _plan_point(plan, spec, model, p, pc, build_root)
@@ -282,7 +258,7 @@ def sweep(spec: SweepSpec, out_dir: str | Path, executor: Any = None, *,
                     rec = _assemble(spec, model, by_key[pk], configs[pk],
                                     [(plan.jobs[j].kind, outcomes[j]) for j in plan.needs[pk]])
                     records[pk] = rec
-                    write_atomic(point_dir / f"{pk}.json", json.dumps(rec, indent=2) + "\n")
+                    atomic_write(point_dir / f"{pk}.json", json.dumps(rec, indent=2) + "\n")
                     bar.update(1)
 
     ordered = [records[p.key] for p in points]
@@ -377,7 +353,7 @@ def write_outputs(result: SweepResult, spec: SweepSpec, model: Model) -> None:
     w.writeheader()
     for row in rows:
         w.writerow({k: "" if v is None else v for k, v in row.items()})
-    write_atomic(result.out_dir / "results.csv", buf.getvalue())
+    atomic_write(result.out_dir / "results.csv", buf.getvalue())
     doc = {
         "tool": "tritium sweep", "tritium": VERSION, "model": model.spec,
         "axes": {k: list(v) for k, v in spec.space.axes.items()},
@@ -387,7 +363,7 @@ def write_outputs(result: SweepResult, spec: SweepSpec, model: Model) -> None:
         "columns": result.columns,
         "points": rows,
     }
-    write_atomic(result.out_dir / "results.json", json.dumps(doc, indent=2) + "\n")
-    write_atomic(result.out_dir / "pareto.png",
+    atomic_write(result.out_dir / "results.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write(result.out_dir / "pareto.png",
                  lambda tmp: plot_pareto(rows, spec.objectives, tmp,
                                          title=f"tritium sweep: {model.spec}"))

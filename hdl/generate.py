@@ -12,6 +12,7 @@ from amaranth.lib import wiring
 
 from ..golden.config import DEFAULT_PE, ArrayConfig, ConfigError
 from ..golden.dataflows import dataflow, dataflow_names
+from ..golden.files import atomic_write_text
 from .array import SystolicArray
 from .pes import PESpec, config_pe
 
@@ -97,7 +98,5 @@ def write_unit(unit: str, cfg: ArrayConfig, out_dir: Path, name: str | None = No
         out_dir / f"{name}.json": json.dumps(info, indent=2) + "\n",
     }
     for path, content in files.items():
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
+        atomic_write_text(path, content)
     return out_dir / f"{name}.v"

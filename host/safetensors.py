@@ -12,9 +12,7 @@ import contextlib
 import json
 import math
 import mmap
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..golden.checks import InputError
+from ..golden.files import atomic_write
 
 
 class CheckpointError(InputError):
@@ -176,20 +175,6 @@ def bf16_from_float32(x: np.ndarray) -> np.ndarray:
     u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     bias = ((u >> 16) & 1) + np.uint32(0x7FFF)
     return ((u + bias) >> 16).astype(np.uint16)
-
-
-def atomic_write(path: Path, chunks: Iterator[bytes] | list[bytes]) -> None:
-    """Write into a temporary file beside path, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray], *,

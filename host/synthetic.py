@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..golden.checks import InputError
+from ..golden.files import atomic_write
 from ..golden.packing import pack_hf
 from .arch import ModelConfig, config_json, read_config_dict
-from .safetensors import atomic_write, bf16_from_float32, write_safetensors
+from .safetensors import bf16_from_float32, write_safetensors
 
 __all__ = ["ModelSpec", "RandomWeights", "bf16_from_float32", "checkpoint_tensors",
            "random_weights", "write_checkpoint_files", "write_random_checkpoint",

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from ..golden.files import atomic_write
 from ..golden.packing import pack_hf
-from ..host.synthetic import ModelSpec, _atomic_write, write_checkpoint_files
+from ..host.synthetic import ModelSpec, write_checkpoint_files
 from .model import BitNet
 from .quant import weight_codes
 
@@ -62,5 +63,5 @@ def export(model: BitNet, tokenizer: Tokenizer, directory: str | Path) -> Path:
     atomically); returns the directory."""
     out = Path(directory)
     write_checkpoint_files(out, hf_config(model), checkpoint_tensors(model), {})
-    _atomic_write(out / "tokenizer.json", [tokenizer.to_str().encode()])
+    atomic_write(out / "tokenizer.json", [tokenizer.to_str().encode()])
     return out

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..golden.checks import InputError
-from ..host.synthetic import _atomic_write
+from ..golden.files import atomic_write
 from .config import TrainConfig
 from .export import export
 from .model import BitNet
@@ -43,17 +41,6 @@ class TrainResult:
 
 
 StepCallback = Callable[[int, float], None]
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_losses(losses: list[float], path: Path, title: str) -> None:
@@ -76,14 +63,8 @@ def plot_losses(losses: list[float], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     finally:
         plt.close(fig)
 
@@ -144,17 +125,17 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
         step, losses, seconds = state["step"], list(state["losses"]), state["seconds"]
 
     def save() -> None:
-        _atomic_torch_save({"config": asdict(cfg), "step": step, "model": model.state_dict(),
-                            "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "losses": losses,
-                            "seconds": seconds}, state_path)
+        state = {"config": asdict(cfg), "step": step, "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state(), "losses": losses, "seconds": seconds}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
         export(model, task.tokenizer, out)
         meta = {"task": task.name, "config": asdict(cfg), "model": mcfg.to_dict(),
                 "step": step, "final_loss": losses[-1] if losses else None,
                 "wall_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}
         if command:
             meta["command"] = command
-        _atomic_write(out / "train.json", [json.dumps(meta, indent=2).encode()])
+        atomic_write(out / "train.json", [json.dumps(meta, indent=2).encode()])
         if losses:
             plot_losses(losses, out / "loss.png", f"{task.name}: {step} steps")
 

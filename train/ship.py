@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from ..golden.checks import InputError
+from ..golden.files import atomic_write
 from ..host import BitNetModel
-from ..host.synthetic import _atomic_write
 from .eval_add import exact_match, held_out_problems
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
@@ -61,7 +61,7 @@ def ship(run: Path, dest: Path, *, problems: int = 1000, seed: int = 0) -> dict:
         "size_bytes": size,
         "wrong": [f"{r.prompt}{r.answer}" for r in score.results if not r.right][:20],
     }
-    _atomic_write(dest / "metadata.json", [json.dumps(meta, indent=2).encode()])
+    atomic_write(dest / "metadata.json", [json.dumps(meta, indent=2).encode()])
     m = trained["model"]
     readme = f"""# {dest.name}
 
@@ -84,7 +84,7 @@ thread(s), {trained['step']} steps, seed {trained['config']['seed']}:
 
 Use it by name: `BitNetModel.from_pretrained("{dest.name}")`.
 """
-    _atomic_write(dest / "README.md", [readme.encode()])
+    atomic_write(dest / "README.md", [readme.encode()])
     return meta
 
 
