@@ -15,7 +15,9 @@ ARRAY_FIELDS = ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_dep
 
 
 def default_dir(board: str) -> Path:
-    return Path("build") / "boards" / board
+    from .build import default_dir as under_build_root  # honours $TRITIUM_BUILD
+
+    return under_build_root(board)
 
 
 def _add_board(p: argparse.ArgumentParser) -> None:
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None)
     b.add_argument("--baud", type=int, default=115_200, help="UART baud rate (default: 115200)")
     b.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                   help="build folder (default: build/boards/BOARD)")
+                   help="build folder (default: $TRITIUM_BUILD/boards/BOARD; build/boards/BOARD)")
     b.add_argument("--synth-only", action="store_true",
                    help="stop after synthesis and the capacity check (no place and route)")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -48,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PyPI: into the ULX3S's FPGA (SRAM, lost at power-off) or the iCEBreaker's SPI flash.")
     _add_board(f)
     f.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                   help="build folder holding the bitstream (default: build/boards/BOARD)")
+                   help="build folder holding the bitstream "
+                   "(default: $TRITIUM_BUILD/boards/BOARD; build/boards/BOARD)")
     f.add_argument("--bitstream", type=Path, default=None, help="program this file instead")
     f.add_argument("--dry-run", action="store_true",
                    help="print the programmer command instead of running it")

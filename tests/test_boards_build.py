@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tritium.boards.build import DesignTooLarge, build, loader_command
+from tritium.boards.build import DesignTooLarge, build, default_dir, loader_command
 from tritium.boards.platforms import BOARDS, BoardError, get_board
 from tritium.cli import main
 from tritium.golden import ArrayConfig
@@ -63,10 +63,47 @@ def test_array_too_large_is_reported_from_synthesis(tmp_path: Path) -> None:
     """Output banks of 2 x 4096 x 22 bits need ~45 block RAMs; the UP5K has 30. The error
     comes from the synthesis report, before nextpnr runs."""
     cfg = ArrayConfig(rows=2, cols=2, acc_bits=22, act_depth=4096, clock_mhz=12.0)
-    with pytest.raises(DesignTooLarge, match=r"does not fit .* SB_RAM40_4K \d+/30") as info:
+    with pytest.raises(DesignTooLarge, match=r"does not fit ice40-up5k .*BRAM \(bram\): "
+                       r"needs \d+, the device has 30") as info:
         build("icebreaker", tmp_path, cfg)
     assert info.value.utilisation["SB_RAM40_4K"]["used"] > 30
+    assert [o["resource"] for o in info.value.overflows] == ["bram"]
     assert not list(tmp_path.glob("*.nextpnr.log"))
+
+
+def test_synth_and_build_refuse_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys) -> None:
+    """The same oversized array through `tritium synth` and `tritium build`: one error type
+    from one fit check, naming the same resource, and one-line CLI errors."""
+    from tritium.hdl import fpga, synth
+
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=22, act_depth=4096, clock_mhz=12.0)
+    with pytest.raises(DesignTooLarge) as from_build:
+        build("icebreaker", tmp_path / "board", cfg)
+    with pytest.raises(DesignTooLarge) as from_synth:
+        synth.synth_report(cfg, "ice40-up5k", build_root=tmp_path / "synth")
+    assert DesignTooLarge is fpga.DesignTooLarge is synth.DesignTooLarge
+    for info in (from_build, from_synth):
+        assert [o["resource"] for o in info.value.overflows] == ["bram"]
+        assert "BRAM (bram): needs" in str(info.value)
+    assert not list(tmp_path.rglob("*nextpnr*"))
+    monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
+    for argv in (["build", "--board", "icebreaker"], ["synth", "--device", "ice40-up5k"]):
+        assert main([*argv, "--rows", "2", "--cols", "2", "--act-depth", "4096",
+                     "--acc-bits", "22"]) == 1
+        err = capsys.readouterr().err
+        assert "does not fit ice40-up5k" in err and "BRAM" in err and "Traceback" not in err
+
+
+def test_build_folder_honours_tritium_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys) -> None:
+    monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
+    assert default_dir("ulx3s") == tmp_path / "boards" / "ulx3s"
+    assert main(["build", "--board", "icebreaker", "--rows", "1", "--cols", "1",
+                 "--synth-only", "--json"]) == 0
+    assert (tmp_path / "boards" / "icebreaker" / "tritium_icebreaker.report.json").exists()
+    assert main(["flash", "--board", "ulx3s", "--dry-run"]) == 0
+    assert str(tmp_path / "boards" / "ulx3s" / "tritium_ulx3s.bit") in capsys.readouterr().out
 
 
 def test_build_synth_only_reports_utilisation(tmp_path: Path, capsys) -> None:
