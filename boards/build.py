@@ -141,7 +141,8 @@ def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None 
     board_mhz = board.clock_hz / 1e6
     log(f"placing and routing (nextpnr-{dev.family} {' '.join(dev.pnr_args())})")
     placed = pnr.run_nextpnr(dev, out_dir / f"{name}.json", board_mhz,
-                             files=dev.board_files(name), log_name=f"{name}.nextpnr.log",
+                             files=dev.constraint_args(name), outputs=dev.output_args(name),
+                             log_name=f"{name}.nextpnr.log",
                              report_name=f"{name}.pnr.json", design=design)
     timings["pnr_s"] = round(placed.seconds, 1)
     report["nextpnr_args"] = list(dev.pnr_args())

@@ -4,18 +4,16 @@ Pins, clocks and I/O standards come from amaranth-boards (PyPI), which has the b
 assignments: iCEBreaker's 12 MHz clock on pin 35 and its FTDI UART on pins 6 (rx) / 9 (tx);
 ULX3S's 25 MHz clock on G2 and its FTDI UART on M1 (rx) / L4 (tx).
 
-Default arrays are the largest measured to fit each device (yowasp Yosys 0.70 + nextpnr
-0.11), whole board top included (UART, link buffers, 64-bit counters), with acc_bits=22 and
-act_depth=64:
+Default arrays are configurations seen to place and route with the flow tritium ships
+(hdl/fpga.DEVICES: yowasp Yosys 0.70 + nextpnr 0.11.1; ECP5 without timing-driven mode),
+with timing met at the board clock, whole board top included (UART, link buffers, 64-bit
+counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
 
-  iCEBreaker (5280 LCs)  4x4: 3750 LC (71 %), 21.6 MHz    4x6: 4664 LC (88 %), 20.3 MHz
-                         4x8: placement needs 5582 LCs    8x4: placement needs 5627 LCs
-                         (`tritium build`: synthesis, place and route)
-  ULX3S (83640 LUT4)     16x16: 25.2k LUT4 (30 %)    29x29: 76.7k LUT4 (91.7 %), 12 DP16KD
-                         accelerator top alone, LUTs counting carry cells: 29x29 79.0k,
-                         30x30 84.3k (over) (`tritium build --synth-only`, hdl.synth.
-                         largest_fitting); place and route of 29x29 not yet run to the end:
-                         an ECP5 nextpnr run in WebAssembly took over 25 minutes for 16x16
+  iCEBreaker (5280 LCs)   4x6: 4664 LCs (88 %), 20.3 MHz against 12 MHz
+                          4x8: packing needs 5582 LCs: refused before placement
+  ULX3S (83640 COMBs)     20x20: 44382 TRELLIS_COMB (53 %), 15178 FFs, 60.4 MHz against 25 MHz
+                          29x29 (the old default, 92 % of Yosys' LUT4s) failed placement:
+                          packing needs more TRELLIS_COMB than the device has
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
@@ -55,11 +53,7 @@ class Board:
         return get_device(self.device)
 
     @property
-    def family(self) -> str:
-        return self.fpga.family
-
-    @property
-    def bitstream_ext(self) -> str:
+    def bitstream_ext(self) -> str:   # `tritium flash` looks for <top><ext>
         return self.fpga.bitstream_ext
 
 
@@ -90,7 +84,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           # its generic iCE40 board, which writes the SPI flash (kept over power-off).
           loader_board="ice40_generic", _platform=_icebreaker),
     Board("ulx3s", "Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C, 25 MHz)",
-          device="ecp5-85k", clock_hz=25e6, default_array=_array(29, 29, 25e6),
+          device="ecp5-85k", clock_hz=25e6, default_array=_array(20, 20, 25e6),
           link=LinkParams(req_bytes=1024, max_reads=256),
           loader_board="ulx3s", _platform=_ulx3s),
 )}

@@ -52,6 +52,9 @@ class Resource:
     capacity: int
     placed_as: str | None = None          # nextpnr bel type whose used count is authoritative
     site: str = ""                        # the board build's name for the sites it fills
+    # The fullest nextpnr's placer is trusted to take these sites, as a percentage of them
+    # after packing (calibrated by the place-and-route runs in BENCHMARKS.md).
+    place_limit_pct: float = 100.0
 
     def count(self, cells: dict[str, int]) -> int:
         total = 0
@@ -89,11 +92,14 @@ class Device:
             timing_driven = self.timing_driven
         return self.nextpnr_args + (() if timing_driven else ("--no-tmdriv",))
 
-    def board_files(self, name: str) -> tuple[str, ...]:
-        """nextpnr options naming Amaranth's constraint file and the placed output of `name`."""
-        if self.family == "ice40":
-            return ("--pcf", f"{name}.pcf", "--asc", f"{name}.asc")
-        return ("--lpf", f"{name}.lpf", "--textcfg", f"{name}.config")
+    def constraint_args(self, name: str) -> tuple[str, ...]:
+        """nextpnr's option naming Amaranth's constraint file (pins, clocks) of `name`."""
+        return ("--pcf", f"{name}.pcf") if self.family == "ice40" else ("--lpf", f"{name}.lpf")
+
+    def output_args(self, name: str) -> tuple[str, ...]:
+        """nextpnr's option for the placed and routed output the packer reads."""
+        return ("--asc", f"{name}.asc") if self.family == "ice40" else \
+            ("--textcfg", f"{name}.config")
 
     def pack_args(self, name: str) -> list[str]:
         """Arguments of the packer that turns nextpnr's output of `name` into the bitstream."""

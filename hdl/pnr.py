@@ -112,34 +112,33 @@ def too_large(dev: Device, log: str, log_path: Path, design: str) -> DesignTooLa
                           f"({what}); nextpnr log: {log_path}", rows)
 
 
-def run_nextpnr(
-    dev: Device,
-    netlist: Path,
-    freq_mhz: float,
-    *,
-    timing_driven: bool | None = None,
-    files: Sequence[str] = (),
-    seed: int = 1,
-    timeout: float | None = None,
-    log_name: str = "nextpnr.log",
-    report_name: str = "nextpnr_report.json",
-    design: str = "the design",
-) -> PnrResult:
-    """Place and route `netlist` (Yosys JSON) for `dev` in the netlist's folder; returns the
-    parsed report. `files` adds constraint and output options (Device.board_files).
+def check_packed(dev: Device, log: str, log_path: Path, design: str) -> dict[str, tuple[int, int]]:
+    """The packed utilisation in a nextpnr log, refused with DesignTooLarge where a resource
+    is fuller than placement can take (Resource.place_limit_pct of its sites)."""
+    table = utilisation_in_log(log)
+    rows = []
+    for bel, (used, avail) in table.items():
+        res = dev.resource_of_bel(bel)
+        if res is None or not avail:
+            continue
+        limit = res.place_limit_pct
+        if 100 * used > limit * avail:
+            rows.append({"resource": res.key, "label": res.label, "needed": used,
+                         "available": avail, "placed_as": bel, "limit_pct": limit})
+    if rows:
+        what = "; ".join(
+            f"{r['label']} ({r['placed_as']}): {r['needed']} of {r['available']} "
+            f"({100 * r['needed'] / r['available']:.1f} %" +
+            (")" if r["limit_pct"] >= 100 else f", placement takes at most {r['limit_pct']:g} %)")
+            for r in rows)
+        raise DesignTooLarge(f"{design} does not fit {dev.name} ({dev.part}): after nextpnr's "
+                             f"packing it needs {what}; placement was not attempted (log: "
+                             f"{log_path}).", rows)
+    return table
 
-    Timing failure is not an error here (`--timing-allow-fail`): the achieved Fmax is the
-    measurement. Raises DesignTooLarge when the log says a resource ran out, else PnrError.
-    The WebAssembly nextpnr sees only its working folder, hence bare file names.
-    """
-    netlist = Path(netlist).resolve()
-    work = netlist.parent
-    report = work / report_name
-    log_path = work / log_name
-    report.unlink(missing_ok=True)
-    cmd = [*tool_command(dev.family), *dev.pnr_args(timing_driven), "--json", netlist.name,
-           *files, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
-           "--report", report.name]
+
+def _nextpnr(dev: Device, cmd: list[str], work: Path, log_path: Path,
+             timeout: float | None) -> tuple[int, str, float]:
     start = time.monotonic()
     # Straight into the log file, so a long run can be watched while it goes.
     with log_path.open("w") as log_file:
@@ -149,13 +148,58 @@ def run_nextpnr(
         except subprocess.TimeoutExpired as exc:
             raise PnrError(f"nextpnr-{dev.family} did not finish in {timeout:g} s; log: "
                            f"{log_path}") from exc
-    seconds = time.monotonic() - start
-    log = log_path.read_text(errors="replace")
-    if proc.returncode != 0 or not report.exists():
-        exc = too_large(dev, log, log_path, design)
-        if exc:
-            raise exc
-        tail = "\n".join(log.strip().splitlines()[-25:])
-        raise PnrError(f"nextpnr-{dev.family} failed (exit {proc.returncode}); last lines of "
-                       f"{log_path}:\n{tail}")
+    return proc.returncode, log_path.read_text(errors="replace"), time.monotonic() - start
+
+
+def _failure(dev: Device, code: int, log: str, log_path: Path, design: str) -> FpgaError:
+    exc = too_large(dev, log, log_path, design)
+    if exc:
+        return exc
+    tail = "\n".join(log.strip().splitlines()[-25:])
+    return PnrError(f"nextpnr-{dev.family} failed (exit {code}); last lines of "
+                    f"{log_path}:\n{tail}")
+
+
+def run_nextpnr(
+    dev: Device,
+    netlist: Path,
+    freq_mhz: float,
+    *,
+    timing_driven: bool | None = None,
+    files: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    seed: int = 1,
+    timeout: float | None = None,
+    log_name: str = "nextpnr.log",
+    report_name: str = "nextpnr_report.json",
+    design: str = "the design",
+    fit_check: bool = True,
+) -> PnrResult:
+    """Place and route `netlist` (Yosys JSON) for `dev` in the netlist's folder; returns the
+    parsed report. `files` adds constraint options (Device.constraint_args), `outputs` the
+    options that write placed results (Device.output_args; the packing pass writes none).
+
+    With `fit_check`, nextpnr first only packs (`--pack-only`, seconds against the minutes or
+    hours of placement; log <log_name>-pack) and the packed cell counts are held against
+    the device (check_packed). Timing failure is not an error (`--timing-allow-fail`): the
+    achieved Fmax is the measurement. Raises DesignTooLarge when a resource is short, else
+    PnrError. The WebAssembly nextpnr sees only its working folder, hence bare file names.
+    """
+    netlist = Path(netlist).resolve()
+    work = netlist.parent
+    report = work / report_name
+    log_path = work / log_name
+    report.unlink(missing_ok=True)
+    cmd = [*tool_command(dev.family), *dev.pnr_args(timing_driven), "--json", netlist.name,
+           *files, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
+    if fit_check:
+        pack_log = log_path.with_name(log_path.stem + "-pack.log")
+        code, log, _ = _nextpnr(dev, [*cmd, "--pack-only"], work, pack_log, timeout)
+        if code != 0:
+            raise _failure(dev, code, log, pack_log, design)
+        check_packed(dev, log, pack_log, design)
+    code, log, seconds = _nextpnr(dev, [*cmd, *outputs, "--report", report.name], work,
+                                  log_path, timeout)
+    if code != 0 or not report.exists():
+        raise _failure(dev, code, log, log_path, design)
     return read_report(report, log_path, seconds)

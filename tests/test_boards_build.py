@@ -5,6 +5,7 @@ compiles its WebAssembly)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def test_synth_and_build_refuse_alike(tmp_path: Path, monkeypatch: pytest.Monkey
                      "--acc-bits", "22"]) == 1
         err = capsys.readouterr().err
         assert "does not fit ice40-up5k" in err and "BRAM" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_packing_predicts_what_yosys_counts_miss(tmp_path: Path) -> None:
+    """4x8 on the iCEBreaker: Yosys' LUTs and FFs each fit the UP5K's 5280 logic cells, but
+    nextpnr's packer needs more cells than there are (pass-through LUTs for flip-flops whose
+    LUT drives other logic too, carry cells that share no LUT). The build stops after
+    packing, naming the cells, instead of failing in the placer."""
+    cfg = dataclasses.replace(get_board("icebreaker").default_array, rows=4, cols=8)
+    with pytest.raises(DesignTooLarge) as info:
+        build("icebreaker", tmp_path, cfg)
+    (over,) = info.value.overflows
+    assert over["resource"] == "lut" and over["placed_as"] == "ICESTORM_LC"
+    assert over["needed"] > over["available"] == 5280
+    stat = json.loads((tmp_path / "tritium_icebreaker.stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    assert cells["SB_LUT4"] <= 5280                     # Yosys alone would have let it through
+    assert "ICESTORM_LC" in str(info.value) and "placement was not attempted" in str(info.value)
+    assert (tmp_path / "tritium_icebreaker.nextpnr-pack.log").exists()
+    assert not (tmp_path / "tritium_icebreaker.nextpnr.log").exists()
 
 
 def test_build_folder_honours_tritium_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
