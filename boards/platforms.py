@@ -9,11 +9,11 @@ Default arrays are configurations seen to place and route with the flow tritium 
 with timing met at the board clock, whole board top included (UART, link buffers, 64-bit
 counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
 
-  iCEBreaker (5280 LCs)   4x6: 4664 LCs (88 %), 20.3 MHz against 12 MHz
-                          4x8: packing needs 5582 LCs: refused before placement
+  iCEBreaker (5280 LCs)   4x6: 4664 LCs (88 %), 19.9 MHz against 12 MHz
+                          4x8: packing needs 5584 LCs: refused before placement
   ULX3S (83640 COMBs)     20x20: 44382 TRELLIS_COMB (53 %), 15178 FFs, 60.4 MHz against 25 MHz
-                          29x29 (the old default, 92 % of Yosys' LUT4s) failed placement:
-                          packing needs more TRELLIS_COMB than the device has
+                          29x29 (the old default, 95 % of Yosys' LUTs) failed placement:
+                          packing needs 87921 TRELLIS_COMB (105 %)
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
