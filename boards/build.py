@@ -139,7 +139,8 @@ def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None 
         return BuildResult(report, None, report_path)
 
     board_mhz = board.clock_hz / 1e6
-    log(f"placing and routing (nextpnr-{dev.family} {' '.join(dev.pnr_args())})")
+    log(f"packing (the fit check), placing and routing (nextpnr-{dev.family} "
+        f"{' '.join(dev.pnr_args())})")
     placed = pnr.run_nextpnr(dev, out_dir / f"{name}.json", board_mhz,
                              files=dev.constraint_args(name), outputs=dev.output_args(name),
                              log_name=f"{name}.nextpnr.log",
