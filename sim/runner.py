@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from ..golden.config import ArrayConfig
 from ..golden.dataflows import dataflow
+from ..golden.files import build_root as default_build_root
 from ..hdl.generate import UNITS, top_dataflow, unit_verilog, write_unit
 from ..hdl.pes import config_pe
 from .toolchain import build_key, cached_build, ensure_verilator, failed_log, keep_only
@@ -36,8 +36,6 @@ class BenchFailure(AssertionError):
     pass
 
 
-def default_build_root() -> Path:
-    return Path(os.environ.get("TRITIUM_BUILD", "build")).resolve()
 
 
 def cocotb_build_dir(tag: str, verilog: str, *, waves: bool = False,

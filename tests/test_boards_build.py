@@ -5,12 +5,13 @@ compiles its WebAssembly)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from tritium.boards.build import DesignTooLarge, build, loader_command
+from tritium.boards.build import DesignTooLarge, build, default_dir, loader_command
 from tritium.boards.platforms import BOARDS, BoardError, get_board
 from tritium.cli import main
 from tritium.golden import ArrayConfig
@@ -63,10 +64,67 @@ def test_array_too_large_is_reported_from_synthesis(tmp_path: Path) -> None:
     """Output banks of 2 x 4096 x 22 bits need ~45 block RAMs; the UP5K has 30. The error
     comes from the synthesis report, before nextpnr runs."""
     cfg = ArrayConfig(rows=2, cols=2, acc_bits=22, act_depth=4096, clock_mhz=12.0)
-    with pytest.raises(DesignTooLarge, match=r"does not fit .* SB_RAM40_4K \d+/30") as info:
+    with pytest.raises(DesignTooLarge, match=r"does not fit ice40-up5k .*BRAM \(bram\): "
+                       r"needs \d+, the device has 30") as info:
         build("icebreaker", tmp_path, cfg)
     assert info.value.utilisation["SB_RAM40_4K"]["used"] > 30
+    assert [o["resource"] for o in info.value.overflows] == ["bram"]
     assert not list(tmp_path.glob("*.nextpnr.log"))
+
+
+def test_synth_and_build_refuse_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys) -> None:
+    """The same oversized array through `tritium synth` and `tritium build`: one error type
+    from one fit check, naming the same resource, and one-line CLI errors."""
+    from tritium.hdl import fpga, synth
+
+    cfg = ArrayConfig(rows=2, cols=2, acc_bits=22, act_depth=4096, clock_mhz=12.0)
+    with pytest.raises(DesignTooLarge) as from_build:
+        build("icebreaker", tmp_path / "board", cfg)
+    with pytest.raises(DesignTooLarge) as from_synth:
+        synth.synth_report(cfg, "ice40-up5k", build_root=tmp_path / "synth")
+    assert DesignTooLarge is fpga.DesignTooLarge is synth.DesignTooLarge
+    for info in (from_build, from_synth):
+        assert [o["resource"] for o in info.value.overflows] == ["bram"]
+        assert "BRAM (bram): needs" in str(info.value)
+    assert not list(tmp_path.rglob("*nextpnr*"))
+    monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
+    for argv in (["build", "--board", "icebreaker"], ["synth", "--device", "ice40-up5k"]):
+        assert main([*argv, "--rows", "2", "--cols", "2", "--act-depth", "4096",
+                     "--acc-bits", "22"]) == 1
+        err = capsys.readouterr().err
+        assert "does not fit ice40-up5k" in err and "BRAM" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_packing_predicts_what_yosys_counts_miss(tmp_path: Path) -> None:
+    """4x8 on the iCEBreaker: Yosys' LUTs and FFs each fit the UP5K's 5280 logic cells, but
+    nextpnr's packer needs more cells than there are (pass-through LUTs for flip-flops whose
+    LUT drives other logic too, carry cells that share no LUT). The build stops after
+    packing, naming the cells, instead of failing in the placer."""
+    cfg = dataclasses.replace(get_board("icebreaker").default_array, rows=4, cols=8)
+    with pytest.raises(DesignTooLarge) as info:
+        build("icebreaker", tmp_path, cfg)
+    (over,) = info.value.overflows
+    assert over["resource"] == "lut" and over["placed_as"] == "ICESTORM_LC"
+    assert over["needed"] > over["available"] == 5280
+    stat = json.loads((tmp_path / "tritium_icebreaker.stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    assert cells["SB_LUT4"] <= 5280                     # Yosys alone would have let it through
+    assert "ICESTORM_LC" in str(info.value) and "placement was not attempted" in str(info.value)
+    assert (tmp_path / "tritium_icebreaker.nextpnr-pack.log").exists()
+    assert not (tmp_path / "tritium_icebreaker.nextpnr.log").exists()
+
+
+def test_build_folder_honours_tritium_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys) -> None:
+    monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
+    assert default_dir("ulx3s") == tmp_path / "boards" / "ulx3s"
+    assert main(["build", "--board", "icebreaker", "--rows", "1", "--cols", "1",
+                 "--synth-only", "--json"]) == 0
+    assert (tmp_path / "boards" / "icebreaker" / "tritium_icebreaker.report.json").exists()
+    assert main(["flash", "--board", "ulx3s", "--dry-run"]) == 0
+    assert str(tmp_path / "boards" / "ulx3s" / "tritium_ulx3s.bit") in capsys.readouterr().out
 
 
 def test_build_synth_only_reports_utilisation(tmp_path: Path, capsys) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tritium.bus.ws_regmap import WsRegMap as RegMap
 from tritium.cli import main
 from tritium.golden import ArrayConfig
-from tritium.hdl import pnr, synth
+from tritium.hdl import fpga, pnr, synth
 from tritium.hdl.generate import make_unit, to_verilog
 from tritium.hdl.synth import (
     DEVICES,
@@ -177,15 +177,45 @@ def test_nextpnr_failure_shows_its_log(tmp_path: Path) -> None:
     netlist = tmp_path / "netlist.json"
     netlist.write_text('{"modules": {"broken": {"cells": {"x": {"type": "NO_SUCH_CELL"}}}}}')
     with pytest.raises(pnr.PnrError, match="nextpnr-ice40 failed") as info:
-        pnr.run_nextpnr("ice40", DEVICES["ice40-up5k"].nextpnr_args, netlist, 50.0)
+        pnr.run_nextpnr(DEVICES["ice40-up5k"], netlist, 50.0)
     assert "ERROR" in str(info.value)            # the tail of nextpnr's own log
     assert (tmp_path / "nextpnr.log").exists()
 
 
-def test_overflow_in_nextpnr_log_is_named() -> None:
-    log = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    6001/   5280   113%\n"
-           "Info: \t        ICESTORM_RAM:       6/     30    20%\n")
-    assert pnr.overflow_in_log(log) == [("ICESTORM_LC", 6001, 5280)]
+@pytest.mark.slow
+def test_nextpnr_overflow_is_design_too_large(tmp_path: Path) -> None:
+    """nextpnr itself, given a netlist the fit check would refuse (nine multipliers for the
+    UP5K's eight DSPs): its log is parsed into the same DesignTooLarge, naming the resource."""
+    est = estimate(ArrayConfig(rows=3, cols=3), "ice40-up5k", "mac", build_root=tmp_path)
+    assert est["overflow"] and est["overflow"][0]["resource"] == "dsp"
+    netlist = Path(est["build_dir"]) / "netlist.json"
+    with pytest.raises(DesignTooLarge) as info:
+        pnr.run_nextpnr(DEVICES["ice40-up5k"], netlist, 12.0, design="mac 3x3")
+    log = (netlist.parent / "nextpnr-pack.log").read_text()     # stopped after packing
+    assert not (netlist.parent / "nextpnr.log").exists()
+    assert [o["resource"] for o in info.value.overflows] == ["dsp"]
+    over = info.value.overflows[0]
+    assert over["placed_as"] == "ICESTORM_DSP" and over["available"] == 8
+    assert f"{over['needed']}/" in log.replace(" ", "")        # the figure is nextpnr's own
+    assert "DSP" in str(info.value) and "placement was not attempted" in str(info.value)
+
+
+@pytest.mark.slow
+def test_one_parser_for_yosys_and_nextpnr(ice40_2x2: dict[str, Any]) -> None:
+    """The shared readers on the fixture's real tool output: Yosys' stat JSON gives the
+    report's cell counts, and nextpnr's log table agrees with its --report JSON."""
+    r = json.loads(ice40_2x2["json"].read_text())
+    work = Path(r["build_dir"])
+    cells = fpga.read_stat(work / "stat.json")
+    assert cells == r["yosys_cells"] and not any(c.startswith("$") for c in cells)
+    assert r["luts"] == cells["SB_LUT4"]
+    assert r["ffs"] == sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    placed = pnr.read_report(work / "nextpnr_report.json", Path(r["nextpnr_log"]), 0.0)
+    in_log = pnr.utilisation_in_log(Path(r["nextpnr_log"]).read_text())
+    assert {k: (v["used"], v["available"]) for k, v in placed.utilization.items()} == in_log
+    assert r["resources"]["lut"]["placed"] == in_log["ICESTORM_LC"][0]
+    assert placed.fmax_mhz == pytest.approx(r["fmax_mhz"], abs=0.01)
+    assert pnr.overflow_in_log(Path(r["nextpnr_log"]).read_text()) == []
 
 
 def test_largest_fitting_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,6 +246,19 @@ def test_largest_fitting_search(monkeypatch: pytest.MonkeyPatch) -> None:
     assert placed == [(5, 5), (4, 4)]            # confirmation steps down past 5x5
     assert (r["rows"], r["cols"], r["pes"]) == (4, 4, 16)
     assert len(calls) <= 10                      # extrapolation, not a linear scan
+
+
+def test_atomic_writes_are_readable_by_the_group(tmp_path: Path) -> None:
+    """Build folders are shared: a report must get the umask's mode, not mkstemp's 0600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fpga.write_atomic(tmp_path / "sub" / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sub" / "r.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.json"]
 
 
 def test_unknown_pe_and_shape() -> None:

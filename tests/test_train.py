@@ -221,7 +221,7 @@ def test_torch_quantised_forward_equals_golden(which, request) -> None:
 def test_transformers_loads_export_and_agrees(which, request) -> None:
     from transformers.integrations.bitnet import AutoBitLinear
 
-    from tests.test_host_parity import hf_reference
+    from tritium.host.hf_reference import hf_reference
 
     out, _ = request.getfixturevalue(which)
     hf = hf_reference(out)
