@@ -52,3 +52,24 @@ def check_matmul_shapes(a_name: str, a: np.ndarray, w_name: str, w: np.ndarray) 
             f"shape mismatch: {a_name} is {a.shape} (M x K) but {w_name} is {w.shape} (K x N); "
             f"K must agree ({a.shape[1]} != {w.shape[0]})"
         )
+
+
+def check_scale(name: str, value: object, *, allow_zero: bool = False) -> np.float32:
+    """One real number (a plain number or a one-element array, as HF stores weight_scale) as
+    float32, finite and > 0 (>= 0 with allow_zero)."""
+    arr = np.asarray(value)
+    if (
+        arr.size != 1
+        or arr.dtype == np.bool_
+        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
+    ):
+        raise InputError(
+            f"{name} must be one real number, got {type(value).__name__} "
+            f"with shape {arr.shape} and dtype {arr.dtype}"
+        )
+    with np.errstate(over="ignore"):
+        v = np.float32(arr.reshape(()))
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"{name} must be finite and {bound} in float32, got {arr.reshape(())}")
+    return v

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .checks import InputError, check_ternary
+from .checks import InputError, check_scale, check_ternary
 
 VALUES_PER_BYTE = 4
 I2S_BLOCK = 128  # weights per I2_S block (QK_I2_S on x86)
@@ -124,7 +124,8 @@ def pack_i2s(w: np.ndarray, scale: float, *, name: str = "weight") -> bytes:
         raise InputError(
             f"{name} has {n} weights (shape {codes.shape}); I2_S needs a multiple of {I2S_BLOCK}"
         )
-    s = _i2s_scale(name, scale)
+    # bitnet.cpp's scale is max|W|: 0 for an all-zero tensor, never negative
+    s = check_scale(f"scale of {name}", scale, allow_zero=True)
     groups = codes.reshape(n // I2S_BLOCK, VALUES_PER_BYTE, I2S_BLOCK_BYTES)
     packed = np.bitwise_or.reduce(groups << _I2S_SHIFTS[None, :, None], axis=1)
     trailer = np.zeros(I2S_TRAILER, dtype=np.uint8)
@@ -182,19 +183,3 @@ def _i2s_where(name: str, index: int) -> str:
     block, j = divmod(index, I2S_BLOCK)
     g, k = divmod(j, I2S_BLOCK_BYTES)
     return f"byte {block * I2S_BLOCK_BYTES + k} bits [{7 - 2 * g}:{6 - 2 * g}] of {name}"
-
-
-def _i2s_scale(name: str, scale: object) -> np.float32:
-    arr = np.asarray(scale)
-    if (
-        arr.size != 1
-        or arr.dtype == np.bool_
-        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
-    ):
-        raise InputError(f"scale of {name} must be one real number, got {scale!r}")
-    with np.errstate(over="ignore"):
-        s = np.float32(arr.reshape(()))
-    # bitnet.cpp's scale is max|W|: 0 for an all-zero tensor, never negative
-    if not np.isfinite(s) or s < 0:
-        raise InputError(f"scale of {name} must be a finite float32 >= 0, got {scale!r}")
-    return s

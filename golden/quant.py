@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import InputError
+from .checks import InputError, check_scale
 
 _EPS = np.float32(1e-5)  # torch clamps with min=1e-5, converted to the tensor's float32
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -145,24 +145,5 @@ def dequantize(
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"act_scale must be finite and > 0; found {s[idx]} at index {idx}")
 
-    ws = _scalar_scale("weight_scale", weight_scale)
+    ws = check_scale("weight_scale", weight_scale)
     return (a.astype(np.float32) / s32) * ws
-
-
-def _scalar_scale(name: str, value: object) -> np.float32:
-    arr = np.asarray(value)
-    # HF stores weight_scale as a one-element tensor; accept that as well as a plain number
-    if (
-        arr.size != 1
-        or arr.dtype == np.bool_
-        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
-    ):
-        raise InputError(
-            f"{name} must be one real number, got {type(value).__name__} "
-            f"with shape {arr.shape} and dtype {arr.dtype}"
-        )
-    with np.errstate(over="ignore"):
-        v = np.float32(arr.reshape(()))
-    if not (np.isfinite(v) and v > 0):
-        raise InputError(f"{name} must be finite and > 0 in float32, got {arr.reshape(())}")
-    return v

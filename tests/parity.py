@@ -102,13 +102,14 @@ TIE_WINDOW = 1e-3   # how close to k + 0.5 (in int8 code units) a flip may be
 
 
 class TieForcing:
-    """Records the int8 codes transformers' BitLinear layers compute, and makes tritium's model
-    take them where the two differ at a rounding tie (asserting that they are ties)."""
+    """Records the int8 codes a torch model's BitLinear layers compute (modules named as
+    transformers names them: model.layers.<i>.<self_attn|mlp>.<proj>), and makes tritium's
+    model take them where the two differ at a rounding tie (asserting that they are ties).
+    `prepare(module, x)` turns a layer's input into what it quantises."""
 
-    def __init__(self, hf: Any, ours: BitNetModel) -> None:
+    def __init__(self, modules: dict[str, Any], ours: BitNetModel,
+                 prepare: Any = None) -> None:
         from collections import defaultdict
-
-        from transformers.integrations.bitnet import AutoBitLinear, BitLinear
 
         from tritium.golden.quant import quantize_activations
 
@@ -116,23 +117,33 @@ class TieForcing:
         self.calls: dict[tuple[int, str], int] = defaultdict(int)
         self.forced = 0
         self._hooks = []
-        for name, module in hf.named_modules():
-            if isinstance(module, (AutoBitLinear, BitLinear)):
-                parts = name.split(".")   # model.layers.<i>.<self_attn|mlp>.<proj>
-                key = (int(parts[2]), parts[4])
+        for name, module in modules.items():
+            parts = name.split(".")
+            key = (int(parts[2]), parts[4])
 
-                def hook(module, inputs, _out, key=key):
-                    x = inputs[0][0]
-                    if module.rms_norm is not None:   # use_rms_norm: quantised after the norm
-                        x = module.rms_norm(x)
-                    x = x.detach().numpy()
-                    q, s = quantize_activations(x)   # = transformers' ActQuant codes
-                    self.want[key].append((q, x * s))
+            def hook(module, inputs, _out, key=key):
+                x = inputs[0][0]
+                if prepare is not None:
+                    x = prepare(module, x)
+                x = x.detach().float().numpy()
+                q, s = quantize_activations(x)   # = transformers' ActQuant codes
+                self.want[key].append((q, x * s))
 
-                self._hooks.append(module.register_forward_hook(hook))
+            self._hooks.append(module.register_forward_hook(hook))
         self.ours = ours
         self._linear = ours._linear
         ours._linear = self._forced_linear
+
+    @classmethod
+    def of_transformers(cls, hf: Any, ours: BitNetModel) -> TieForcing:
+        from transformers.integrations.bitnet import AutoBitLinear, BitLinear
+
+        def before_quant(module: Any, x: Any) -> Any:
+            # use_rms_norm: BitLinear quantises after its own norm
+            return x if module.rms_norm is None else module.rms_norm(x)
+
+        linears = {n: m for n, m in hf.named_modules() if isinstance(m, (AutoBitLinear, BitLinear))}
+        return cls(linears, ours, before_quant)
 
     def _forced_linear(self, li: int, proj: str, q: np.ndarray, s: np.ndarray) -> np.ndarray:
         key = (li, proj)
@@ -163,7 +174,7 @@ def prompt(spec: ModelSpec, n: int, seed: int) -> list[int]:
 def check_logits(ours: BitNetModel, hf: Any, spec: ModelSpec, length: int) -> None:
     """Every logit within LOGIT_TOL x max|logit| of transformers' on a fresh prompt."""
     ids = prompt(spec, length, length)
-    ties = TieForcing(hf, ours)
+    ties = TieForcing.of_transformers(hf, ours)
     try:
         with torch.no_grad():
             want = hf(torch.tensor([ids])).logits[0].numpy()
@@ -178,7 +189,7 @@ def check_logits(ours: BitNetModel, hf: Any, spec: ModelSpec, length: int) -> No
 def check_greedy(ours: BitNetModel, hf: Any, spec: ModelSpec) -> None:
     """8 greedy tokens identical to transformers' generate(do_sample=False)."""
     ids = prompt(spec, 7, 99)
-    ties = TieForcing(hf, ours)
+    ties = TieForcing.of_transformers(hf, ours)
     try:
         with torch.no_grad():
             out = hf.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False,

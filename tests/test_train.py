@@ -15,7 +15,6 @@ gives golden the torch code. Any other difference fails at the 1e-5 logit tolera
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,10 @@ from tritium.train.loop import train  # noqa: E402
 from tritium.train.quant import act_codes, weight_codes  # noqa: E402
 from tritium.train.tasks import AddTask, is_held_out  # noqa: E402
 
+from .parity import TieForcing  # noqa: E402
+
 LOGIT_TOL = 1e-5     # relative to max |logit|
-TIE_WINDOW = 1e-3    # how close to k + 0.5 (in int8 code units) a flipped code may be
+
 
 # 1-digit addition: converges to >= 95 % in ~300 steps (~40 s on one core)
 ADD1 = TrainConfig(task="add", digits=1, steps=300, batch=64, hidden=64, intermediate=128,
@@ -80,51 +81,6 @@ def text_model(tmp_path_factory):
                       kv_heads=2, checkpoint_every=20, seed=3)
     result = train(cfg, d / "out", progress=False)
     return d / "out", result.model
-
-
-class CodeForcing:
-    """Records the int8 codes of every BitLinear input in a torch model (named as transformers
-    names them), and makes the golden model take them where the two differ at a rounding tie."""
-
-    def __init__(self, modules: dict[str, torch.nn.Module], ours: BitNetModel) -> None:
-        self.want: dict[tuple[int, str], list] = defaultdict(list)
-        self.calls: dict[tuple[int, str], int] = defaultdict(int)
-        self.forced = 0
-        self._hooks = []
-        for name, module in modules.items():
-            parts = name.split(".")   # model.layers.<i>.<self_attn|mlp>.<proj>
-            key = (int(parts[2]), parts[4])
-
-            def hook(_m, inputs, _out, key=key):
-                x = inputs[0][0].detach().float().numpy()
-                q, s = quantize_activations(x)
-                self.want[key].append((q, x * s))
-
-            self._hooks.append(module.register_forward_hook(hook))
-        self.ours = ours
-        self._linear = ours._linear
-        ours._linear = self._forced_linear
-
-    def _forced_linear(self, li, proj, q, s):
-        key = (li, proj)
-        i = self.calls[key]
-        self.calls[key] += 1
-        want, xs = self.want[key][i]
-        diff = q != want
-        if diff.any():
-            step = np.abs(q[diff].astype(np.int32) - want[diff])
-            tie = np.abs(np.abs(xs[diff] - np.floor(xs[diff])) - 0.5)
-            assert step.max() == 1 and tie.max() <= TIE_WINDOW, (
-                f"layer {li} {proj}: int8 codes differ by up to {step.max()} at "
-                f"{diff.sum()} place(s), {tie.max():.2e} from a tie")
-            self.forced += int(diff.sum())
-            q = np.where(diff, want, q)
-        return self._linear(li, proj, q, s)
-
-    def close(self) -> None:
-        del self.ours._linear
-        for h in self._hooks:
-            h.remove()
 
 
 def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
@@ -203,7 +159,7 @@ def test_torch_quantised_forward_equals_golden(which, request) -> None:
     try:
         for length in (1, 5, golden.config.max_position_embeddings // 2):
             ids = rng.integers(0, golden.config.vocab_size, length).tolist()
-            forcing = CodeForcing(model.bitlinears(), golden)
+            forcing = TieForcing(model.bitlinears(), golden)
             try:
                 with torch.no_grad():
                     want = model(torch.tensor([ids]))[0].numpy()
@@ -230,7 +186,7 @@ def test_transformers_loads_export_and_agrees(which, request) -> None:
         ids = golden.encode("7+8=") if which == "adder" else golden.encode(TEXT[:40])
         linears = {n: m for n, m in hf.named_modules() if isinstance(m, AutoBitLinear)}
         assert len(linears) == 7 * golden.config.num_hidden_layers
-        forcing = CodeForcing(linears, golden)
+        forcing = TieForcing(linears, golden)
         try:
             with torch.no_grad():
                 want = hf(torch.tensor([ids])).logits[0].numpy()

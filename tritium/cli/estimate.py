@@ -31,12 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-nm", type=float, default=None, metavar="N",
                    help="technology node for the energy table (node scaling; default: the "
                    "table's own, 45 nm for the shipped Horowitz table)")
-    p.add_argument("--prompt-len", type=int, default=None, metavar="P",
-                   help="prompt tokens run as one prefill (default: 128, or half the model's "
-                   "context if that is shorter)")
-    p.add_argument("--gen-len", type=int, default=None, metavar="G",
-                   help="tokens generated after the prompt (default: 128, or half the model's "
-                   "context if that is shorter)")
+    for opt, what in (("--prompt-len", "prompt tokens run as one prefill"),
+                      ("--gen-len", "tokens generated after the prompt")):
+        p.add_argument(opt, type=int, default=None, metavar=opt[2].upper(),
+                       help=f"{what} (default: {DEFAULT_LEN}, or half the model's context if "
+                       "that is shorter)")
     p.add_argument("--weight-bits", type=float, default=2.0, metavar="BITS",
                    help="packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: TL2; "
                    "default: 2)")
