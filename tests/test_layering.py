@@ -1,7 +1,7 @@
 """The package graph is one-way, checked on the syntax tree of every module (imports inside
 functions count, relative imports are resolved):
 
-    golden -> bus -> hdl, host -> sim -> boards -> explore -> tritium.cli
+    golden -> bus -> hdl, host -> sim -> boards -> explore, train -> tritium.cli
 
 golden imports nothing else of tritium; bus imports only golden; no library package imports
 the command-line layer; no two packages import each other (the graph is acyclic).
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Source folder of each package (pyproject.toml [tool.setuptools.package-dir]).
 PACKAGES = {"golden": "golden", "bus": "bus", "hdl": "hdl", "host": "host", "sim": "sim",
-            "boards": "boards", "explore": "explore", "cli": "tritium"}
-LIBRARY = ("golden", "bus", "hdl", "host", "sim", "boards", "explore")
+            "boards": "boards", "explore": "explore", "train": "train", "cli": "tritium"}
+LIBRARY = ("golden", "bus", "hdl", "host", "sim", "boards", "explore", "train")
 
 # What each library package may import (besides itself): the layers below it.
 ALLOWED = {
@@ -31,6 +31,7 @@ ALLOWED = {
     "sim": {"golden", "bus", "hdl", "host"},
     "boards": {"golden", "bus", "hdl", "host", "sim"},
     "explore": {"golden", "bus", "hdl", "host", "sim", "boards"},
+    "train": {"golden", "bus", "hdl", "host", "sim", "boards"},
 }
 
 
