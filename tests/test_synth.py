@@ -248,19 +248,6 @@ def test_largest_fitting_search(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) <= 10                      # extrapolation, not a linear scan
 
 
-def test_atomic_writes_are_readable_by_the_group(tmp_path: Path) -> None:
-    """Build folders are shared: a report must get the umask's mode, not mkstemp's 0600."""
-    import os
-
-    old = os.umask(0o022)
-    try:
-        fpga.write_atomic(tmp_path / "sub" / "r.json", "{}")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "sub" / "r.json").stat().st_mode & 0o777 == 0o644
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.json"]
-
-
 def test_unknown_pe_and_shape() -> None:
     with pytest.raises(SynthError, match="ternary, mac"):
         estimate(ArrayConfig(rows=1, cols=1), "ice40-up5k", "int4")
