@@ -275,7 +275,9 @@ def register_backend(name: str, factory: BackendFactory) -> None:
 
 
 def backend_names() -> list[str]:
-    return list(_REGISTRY) + [n for n in _entry_points() if n not in _REGISTRY]
+    """golden first, then every other backend by name, whether or not it is loaded yet (the
+    order must not depend on which backends this process happened to use)."""
+    return ["golden", *sorted((set(_REGISTRY) | set(_entry_points())) - {"golden"})]
 
 
 def _factory(name: str) -> BackendFactory:
