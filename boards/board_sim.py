@@ -140,8 +140,7 @@ class PtyBoard:
     `port` is a path to open with pyserial exactly as one would open /dev/ttyUSB1; the baud
     rate the host asks for is ignored (the simulated UART runs at `board.divisor` clocks per
     bit: SimBoard.at_baud gives a board's divisor at its rate). The slave end stays open here
-    too, so the simulator never sees the line hang up
-    between host sessions.
+    too, so the simulator never sees the line hang up between host sessions.
     """
 
     def __init__(self, board: SimBoard, *, build_root: Path | None = None,
