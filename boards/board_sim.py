@@ -35,7 +35,7 @@ class SimBoard:
     """What a simulated board is built from: the array, the UART divisor and the link buffers."""
 
     cfg: ArrayConfig
-    divisor: int = 8
+    divisor: int = 25          # the ULX3S's 25 MHz at its default 1 Mbaud; at_baud for others
     req_bytes: int = 512
     max_reads: int = 64
 

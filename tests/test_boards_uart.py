@@ -65,6 +65,7 @@ def test_sim_board_runs_the_board_rate() -> None:
     for name, board in BOARDS.items():
         sim = SimBoard.at_baud(cfg, name)
         assert board.clock_hz / sim.divisor == board.default_baud
+    assert SimBoard(cfg) == SimBoard.at_baud(cfg, "ulx3s")
     with pytest.raises(BoardError, match="too fast for the ulx3s"):
         SimBoard.at_baud(cfg, "ulx3s", 6_250_000)
 
