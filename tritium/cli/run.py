@@ -217,8 +217,8 @@ def _report(r: dict[str, Any], cfg: ArrayConfig, gen_s: float) -> str:
 
 def link_line(k: dict[str, Any]) -> str:
     """The board link's summary from LinkStats.as_dict(): wire time and device time apart."""
-    faults = (f"{k['timeouts']:,} timeouts, {k['bad_frames']:,} bad answers, "
-              f"{k['stale']:,} stale")
     return (f"link    {k['baud']:,} baud: {k['frames']:,} frames, "
             f"{k['bytes_sent'] + k['bytes_received']:,} bytes; link {k['link_seconds']:.3f} s, "
-            f"compute {k['compute_seconds']:.3f} s; {k['retries']:,} retries ({faults})")
+            f"compute {k['compute_seconds']:.3f} s\n"
+            f"retries {k['retries']:,} ({k['timeouts']:,} timeouts, {k['bad_frames']:,} bad "
+            f"answers, {k['stale']:,} stale answers)")
