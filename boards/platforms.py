@@ -17,6 +17,10 @@ counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
+
+The UART link runs at 1 Mbaud by default on both (12 MHz / 12 and 25 MHz / 25, exact).
+Board.divisor is the one check of a rate against a board: its USB bridge's limit (FT2232H:
+12 Mbaud, FT231X: 3 Mbaud), the clock over MIN_DIVISOR, and the clock-divisor error.
 """
 
 from __future__ import annotations
