@@ -35,9 +35,19 @@ class SimBoard:
     """What a simulated board is built from: the array, the UART divisor and the link buffers."""
 
     cfg: ArrayConfig
-    divisor: int = 8
+    divisor: int = 25          # the ULX3S's 25 MHz at its default 1 Mbaud; at_baud for others
     req_bytes: int = 512
     max_reads: int = 64
+
+    @classmethod
+    def at_baud(cls, cfg: ArrayConfig, board: str, baud: int | None = None,
+                **link: int) -> SimBoard:
+        """The UART of board `board` at `baud` (default: the board's): its divisor, checked by
+        Board.divisor, so the simulation runs the bit timing the bitstream would."""
+        from .platforms import get_board
+
+        spec = get_board(board)
+        return cls(cfg, divisor=spec.divisor(spec.default_baud if baud is None else baud), **link)
 
     def key(self) -> str:
         text = json.dumps([self.cfg.to_dict(), self.divisor, self.req_bytes, self.max_reads])
@@ -129,8 +139,8 @@ class PtyBoard:
 
     `port` is a path to open with pyserial exactly as one would open /dev/ttyUSB1; the baud
     rate the host asks for is ignored (the simulated UART runs at `board.divisor` clocks per
-    bit). The slave end stays open here too, so the simulator never sees the line hang up
-    between host sessions.
+    bit: SimBoard.at_baud gives a board's divisor at its rate). The slave end stays open here
+    too, so the simulator never sees the line hang up between host sessions.
     """
 
     def __init__(self, board: SimBoard, *, build_root: Path | None = None,

@@ -31,7 +31,7 @@ from ..hdl import fpga, pnr
 from ..hdl.fpga import DesignTooLarge as DesignTooLarge
 from .link import LinkParams
 from .platforms import Board, BoardError, get_board
-from .top import DEFAULT_BAUD, BoardTop
+from .top import BoardTop
 
 # Tool -> (the PyPI package's command, the package).
 YOWASP = {
@@ -90,16 +90,19 @@ class BuildResult:
 
 
 def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None = None, *,
-          baud: int = DEFAULT_BAUD, link: LinkParams | None = None, synth_only: bool = False,
+          baud: int | None = None, link: LinkParams | None = None, synth_only: bool = False,
           log: Callable[[str], None] = lambda _msg: None) -> BuildResult:
     """Synthesise, check capacity, place and route, and pack `board_name` with `cfg` (default:
-    the board's default array) in `out_dir` (default: default_dir). Raises BoardError,
+    the board's default array) in `out_dir` (default: default_dir), its UART at `baud` (default:
+    the board's). Raises BoardError (also for a baud the board cannot make),
     DesignTooLarge (before nextpnr from Yosys' counts, or from nextpnr's placer) or
     BuildError."""
     board = get_board(board_name)
     dev = board.fpga
     cfg = cfg or board.default_array
     link = link or board.link
+    baud = board.default_baud if baud is None else baud
+    divisor = board.divisor(baud)   # before any work: a rate the board cannot make is one line
     out_dir = Path(out_dir or default_dir(board.name)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     name = top_name(board)
@@ -128,7 +131,8 @@ def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None 
         "device": board.device,
         "part": dev.part,
         "config": cfg.to_dict(),
-        "link": {"baud": baud, "req_bytes": link.req_bytes, "max_reads": link.max_reads},
+        "link": {"baud": baud, "divisor": divisor, "req_bytes": link.req_bytes,
+                 "max_reads": link.max_reads},
         "synth": {"cells": cells, "utilisation": fpga.site_utilisation(dev, table),
                   "resources": table},
         "timings": timings,

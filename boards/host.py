@@ -25,17 +25,47 @@ from ..bus.contract import MAGIC, VERSION, DeviceError
 from ..bus.ws_regmap import WsRegMap
 from ..golden.config import ArrayConfig, safe_k
 from . import protocol as P
+from .protocol import DEFAULT_BAUD
 
-DEFAULT_BAUD = 115_200
+__all__ = ["DEFAULT_BAUD", "BoardDevice", "LinkInfo", "LinkStats", "config_from_words",
+           "open_serial"]
 
 
 @dataclass
 class LinkStats:
+    """What the link did, and where the time of its transactions went.
+
+    A transaction is one request and its answer; the device runs the request's operations
+    (an accelerator WAIT included) between the two, so its wall time is bytes on the wire plus
+    the device's work. `link_seconds` is the wire's share: the bytes both ways, 10 bits each
+    at `baud`; `compute_seconds` is the rest (the device working, and USB turnaround).
+    """
+
+    baud: int = DEFAULT_BAUD
     frames: int = 0          # requests answered
     retransmits: int = 0
     timeouts: int = 0
     bad_frames: int = 0      # responses dropped for a bad CRC, escape or layout
     stale: int = 0           # good responses to an earlier request (old sequence number)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    seconds: float = 0.0     # wall time inside transactions, retransmissions included
+
+    @property
+    def link_seconds(self) -> float:
+        return (self.bytes_sent + self.bytes_received) * 10 / self.baud
+
+    @property
+    def compute_seconds(self) -> float:
+        return max(0.0, self.seconds - self.link_seconds)
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {"baud": self.baud, "frames": self.frames, "retries": self.retransmits,
+                "timeouts": self.timeouts, "bad_frames": self.bad_frames, "stale": self.stale,
+                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
+                "link_seconds": round(self.link_seconds, 6),
+                "compute_seconds": round(self.compute_seconds, 6),
+                "transaction_seconds": round(self.seconds, 6)}
 
 
 @dataclass(frozen=True)
@@ -104,11 +134,13 @@ class BoardDevice:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        if not isinstance(baud, int) or baud <= 0:
+            raise ValueError(f"baud must be a positive integer, got {baud!r}")
         self.port = port
         self.baud = baud
         self.timeout = timeout
         self.retries = retries
-        self.stats = LinkStats()
+        self.stats = LinkStats(baud=baud)
         self._seq = secrets.randbelow(1 << 16)
         self._decoder = P.SlipDecoder()
         self._ser = open_serial(port, baud)
@@ -186,19 +218,24 @@ class BoardDevice:
         answer_bytes = 2 * (P.RESP_HEADER_BYTES + 4 * nwords + P.CRC_BYTES) + 2
         wait = self.timeout + (len(wire) + answer_bytes) * 10 / self.baud
         problems: list[str] = []
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.retransmits += 1
-            try:
-                self._ser.write(wire)
-                self._ser.flush()
-            except Exception as exc:  # noqa: BLE001 - pyserial raises several unrelated types
-                raise DeviceError(f"writing to serial port {self.port} failed: {exc}") from exc
-            words, problem = self._await(ftype, seq, nwords, time.monotonic() + wait)
-            if words is not None:
-                self.stats.frames += 1
-                return words
-            problems.append(problem)
+        start = time.perf_counter()
+        try:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats.retransmits += 1
+                try:
+                    self._ser.write(wire)
+                    self._ser.flush()
+                except Exception as exc:  # noqa: BLE001 - pyserial raises several unrelated types
+                    raise DeviceError(f"writing to serial port {self.port} failed: {exc}") from exc
+                self.stats.bytes_sent += len(wire)
+                words, problem = self._await(ftype, seq, nwords, time.monotonic() + wait)
+                if words is not None:
+                    self.stats.frames += 1
+                    return words
+                problems.append(problem)
+        finally:
+            self.stats.seconds += time.perf_counter() - start
         summary = ", ".join(f"{problems.count(p)} x {p}" for p in dict.fromkeys(problems))
         raise DeviceError(
             f"no valid answer from the board on {self.port} to {ftype.name} frame {seq} after "
@@ -220,6 +257,7 @@ class BoardDevice:
                 data = ser.read(max(1, ser.in_waiting))
             except Exception as exc:  # noqa: BLE001
                 raise DeviceError(f"reading serial port {self.port} failed: {exc}") from exc
+            self.stats.bytes_received += len(data)
             bad_before = self._decoder.bad
             frames = self._decoder.feed(data)
             if self._decoder.bad != bad_before:

@@ -17,6 +17,10 @@ counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
+
+The UART link runs at 1 Mbaud by default on both (12 MHz / 12 and 25 MHz / 25, exact).
+Board.divisor is the one check of a rate against a board: its USB bridge's limit (FT2232H:
+12 Mbaud, FT231X: 3 Mbaud), the clock over MIN_DIVISOR, and the clock-divisor error.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from ..golden.config import ArrayConfig
 from ..hdl.fpga import Device, get_device
 from .link import LinkParams
+from .protocol import DEFAULT_BAUD
+from .uart import MAX_BAUD_ERROR, MIN_DIVISOR, baud_error
 
 
 class BoardError(ValueError):
@@ -42,7 +48,33 @@ class Board:
     default_array: ArrayConfig
     link: LinkParams
     loader_board: str                  # openFPGALoader's -b name (`openFPGALoader --list-boards`)
+    usb_bridge: str                    # the USB-UART chip between the host and the FPGA
+    bridge_max_baud: int               # the fastest rate that chip's datasheet gives
     _platform: Callable[[], object]
+    default_baud: int = DEFAULT_BAUD
+
+    @property
+    def max_baud(self) -> int:
+        """The fastest rate both the USB bridge and the UART (MIN_DIVISOR clocks per bit) make."""
+        return min(self.bridge_max_baud, int(self.clock_hz // MIN_DIVISOR))
+
+    def divisor(self, baud: int) -> int:
+        """Clock cycles per bit for `baud` on this board; a rate the bridge, the clock or the
+        receiver's sampler cannot make raises BoardError in one line saying what is possible."""
+        possible = (f"the {self.name} makes up to {self.max_baud:,} baud ({self.usb_bridge} "
+                    f"bridge, {self.clock_hz / 1e6:g} MHz clock / {MIN_DIVISOR} cycles per bit) "
+                    f"at rates within {MAX_BAUD_ERROR:.0%} of {self.clock_hz / 1e6:g} MHz / "
+                    f"an integer, e.g. {self.default_baud:,} (the default)")
+        if not isinstance(baud, int) or baud <= 0:
+            raise BoardError(f"baud must be a positive integer, got {baud!r}; {possible}")
+        if baud > self.max_baud:
+            raise BoardError(f"{baud:,} baud is too fast for the {self.name}: {possible}")
+        divisor = round(self.clock_hz / baud)
+        error = baud_error(self.clock_hz, baud)
+        if error > MAX_BAUD_ERROR:
+            raise BoardError(f"{baud:,} baud is {error:.1%} off on the {self.name} "
+                             f"({self.clock_hz / 1e6:g} MHz / {divisor}): {possible}")
+        return divisor
 
     def platform(self):
         """A fresh amaranth-boards platform object (they carry per-build state)."""
@@ -82,11 +114,13 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           link=LinkParams(req_bytes=512, max_reads=64),
           # openFPGALoader has no "icebreaker" entry: the iCEBreaker's FT2232H programmer is
           # its generic iCE40 board, which writes the SPI flash (kept over power-off).
-          loader_board="ice40_generic", _platform=_icebreaker),
+          loader_board="ice40_generic", usb_bridge="FT2232H", bridge_max_baud=12_000_000,
+          _platform=_icebreaker),
     Board("ulx3s", "Radiona ULX3S (Lattice ECP5 LFE5U-85F-6BG381C, 25 MHz)",
           device="ecp5-85k", clock_hz=25e6, default_array=_array(20, 20, 25e6),
           link=LinkParams(req_bytes=1024, max_reads=256),
-          loader_board="ulx3s", _platform=_ulx3s),
+          loader_board="ulx3s", usb_bridge="FT231X", bridge_max_baud=3_000_000,
+          _platform=_ulx3s),
 )}
 
 

@@ -32,6 +32,9 @@ import numpy as np
 from ..bus.contract import OP_READ, OP_WAIT, OP_WRITE
 
 PROTOCOL_VERSION = 1
+# The line rate both ends use unless told otherwise: every board's default (boards/platforms.py),
+# exact on both board clocks (12 MHz / 12, 25 MHz / 25) and well inside both USB bridges.
+DEFAULT_BAUD = 1_000_000
 
 # SLIP (RFC 1055)
 END = 0xC0

@@ -16,9 +16,10 @@ from amaranth.lib.wiring import In, Out
 from ..golden.config import ArrayConfig
 from ..hdl.ws_top import WsAccelerator
 from .link import LinkController, LinkParams
+from .protocol import DEFAULT_BAUD
 from .uart import UARTRx, UARTTx, divisor_for
 
-DEFAULT_BAUD = 115_200
+__all__ = ["DEFAULT_BAUD", "BoardCore", "BoardTop"]
 
 
 class BoardCore(wiring.Component):

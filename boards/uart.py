@@ -1,7 +1,9 @@
 """8N1 UART receiver and transmitter, with stream interfaces (amaranth.lib.stream).
 
 Both are parameterised by `divisor`, the number of clock cycles per bit (clock / baud, rounded):
-12 MHz / 115200 baud gives 104 (0.16 % fast, well inside the ~2 % an 8N1 link tolerates).
+12 MHz / 1,000,000 baud gives 12 exactly; 12 MHz / 115200 gives 104 (0.16 % fast, well inside the
+~2 % an 8N1 link tolerates). Which rates a board makes is decided in one place,
+boards/platforms.Board.divisor.
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+# The receiver samples each bit once, d // 2 cycles after it sees the start edge through a
+# two-flop synchroniser (up to 3 cycles late): below 4 cycles per bit that lands on the edge.
 MIN_DIVISOR = 4
+# 10 bits per frame, sampled mid-bit: the receiver drifts half a bit after ~5 % total error;
+# keep our own share to 2 % so the other end's clock error still fits.
+MAX_BAUD_ERROR = 0.02
+
+
+def baud_error(clock_hz: float, baud: int) -> float:
+    """Relative error of the rate a whole-cycle divisor of `clock_hz` makes against `baud`."""
+    divisor = max(1, round(clock_hz / baud))
+    return abs(clock_hz / divisor - baud) / baud
 
 
 def divisor_for(clock_hz: float, baud: int) -> int:
@@ -22,12 +35,10 @@ def divisor_for(clock_hz: float, baud: int) -> int:
     if divisor < MIN_DIVISOR:
         raise ValueError(f"a {clock_hz / 1e6:g} MHz clock cannot run {baud} baud: "
                          f"needs at least {MIN_DIVISOR} cycles per bit, got {clock_hz / baud:.2f}")
-    error = abs(clock_hz / divisor - baud) / baud
-    # 10 bits per frame, sampled mid-bit: the receiver drifts half a bit after ~5 % total error;
-    # keep our own share to 2 % so the other end's clock error still fits.
-    if error > 0.02:
+    error = baud_error(clock_hz, baud)
+    if error > MAX_BAUD_ERROR:
         raise ValueError(f"{baud} baud from a {clock_hz / 1e6:g} MHz clock is {error:.1%} off "
-                         "(more than 2 %); choose another baud rate")
+                         f"(more than {MAX_BAUD_ERROR:.0%}); choose another baud rate")
     return divisor
 
 

@@ -29,13 +29,28 @@ def test_cli_unknown_board(capsys) -> None:
 
 @pytest.mark.parametrize("name", list(BOARDS))
 def test_board_defaults_are_consistent(name: str) -> None:
-    from tritium.boards.top import DEFAULT_BAUD, BoardCore
-    from tritium.boards.uart import divisor_for
+    from tritium.boards.host import DEFAULT_BAUD
+    from tritium.boards.top import BoardCore
 
     board = get_board(name)
     assert board.default_array.clock_mhz == board.clock_hz / 1e6
-    assert divisor_for(board.clock_hz, DEFAULT_BAUD) >= 100
-    BoardCore(board.default_array, divisor=8, link=board.link)   # addresses fit the link
+    # The host's default rate is every board's, far above 115200 and made exactly by the clock.
+    assert board.default_baud == DEFAULT_BAUD >= 8 * 115_200
+    divisor = board.divisor(board.default_baud)
+    assert board.clock_hz / divisor == board.default_baud
+    BoardCore(board.default_array, divisor=divisor, link=board.link)   # addresses fit the link
+
+
+def test_build_refuses_a_baud_the_board_cannot_make(capsys, tmp_path: Path) -> None:
+    """Checked before synthesis, in one line naming the board, the rate and the limit."""
+    assert main(["build", "--board", "ulx3s", "--baud", "5000000", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "5,000,000 baud is too fast for the ulx3s" in err and "3,000,000" in err
+    assert "FT231X" in err
+    with pytest.raises(BoardError, match=r"1,600,000 baud is 6.2% off on the icebreaker"):
+        build("icebreaker", tmp_path, baud=1_600_000)
+    assert not list(tmp_path.iterdir())
 
 
 def test_flash_dry_run_prints_the_command(capsys, tmp_path: Path) -> None:
@@ -134,6 +149,9 @@ def test_build_synth_only_reports_utilisation(tmp_path: Path, capsys) -> None:
                  "--synth-only", "-o", str(tmp_path), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["config"]["rows"] == 2 and 0 < rep["synth"]["utilisation"]["LC"]["used"] < 5280
+    board = get_board("icebreaker")
+    assert rep["link"]["baud"] == board.default_baud
+    assert rep["link"]["divisor"] == board.clock_hz / board.default_baud
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.nextpnr.log"))
 
 

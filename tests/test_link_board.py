@@ -1,5 +1,7 @@
 """End to end without a board: the Verilated board top (UART pins included) behind a
 pseudo-terminal, driven by the same BoardDevice a real board gets, with faults on the line.
+The simulated UART runs the ULX3S's bit timing at its default rate (25 clocks per bit at
+25 MHz: 1 Mbaud), and the host opens the port at that rate.
 
 One simulator build serves every test in this module (~30 s once, cached under build/)."""
 
@@ -13,7 +15,7 @@ import serial
 
 from tritium.boards import protocol as P
 from tritium.boards.board_sim import LineProxy, PtyBoard, SimBoard
-from tritium.boards.host import BoardDevice
+from tritium.boards.host import DEFAULT_BAUD, BoardDevice
 from tritium.bus import MAGIC, VERSION, DeviceError
 from tritium.bus.ws_regmap import Csr, WsRegMap
 from tritium.golden import ArrayConfig, gemm_events, ternary_gemm
@@ -21,8 +23,8 @@ from tritium.host.ws_driver import WsDriver
 
 CFG = ArrayConfig(rows=4, cols=3, act_depth=8, weight_tiles=2)
 # Small link buffers, so a GEMM needs many frames and the splitting is exercised.
-BOARD = SimBoard(CFG, divisor=8, req_bytes=160, max_reads=12)
-FAST = {"baud": 1_000_000, "timeout": 0.3}
+BOARD = SimBoard.at_baud(CFG, "ulx3s", req_bytes=160, max_reads=12)
+FAST = {"timeout": 0.3}      # the host's default baud is the board's
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,17 @@ def test_identify_and_gemm(board) -> None:
         assert (dev.link.req_bytes, dev.link.max_reads) == (160, 12)
         WsDriver(dev).identify()
         check_gemm(dev, 0)
-        assert dev.stats.retransmits == 0 and dev.stats.frames > 10
+        stats = dev.stats
+        assert stats.retransmits == 0 and stats.frames > 10
+        # Link time is the bytes that crossed, 10 bits each at the link's rate; the rest of the
+        # time spent in transactions is the device's.
+        assert stats.baud == DEFAULT_BAUD
+        assert stats.bytes_sent > stats.frames * (P.HEADER_BYTES + P.CRC_BYTES)
+        assert stats.bytes_received > stats.frames * (P.RESP_HEADER_BYTES + P.CRC_BYTES)
+        assert stats.link_seconds == pytest.approx(
+            (stats.bytes_sent + stats.bytes_received) * 10 / DEFAULT_BAUD)
+        assert stats.link_seconds + stats.compute_seconds == pytest.approx(stats.seconds)
+        assert stats.as_dict()["retries"] == 0
 
 
 def test_wrong_array_configuration_is_refused(board) -> None:
@@ -118,7 +130,7 @@ def test_rtl_answers_like_the_protocol_model(board) -> None:
         bytes([0x55, 0xAA, P.ESC, P.ESC_END, 0x00] * 20) + P.slip_encode(good),
         P.slip_encode(exec_frame(9, [(P.OP_READ, mc, 0)])),
     ]
-    with serial.Serial(board.port, 115200, timeout=0.5) as ser:
+    with serial.Serial(board.port, DEFAULT_BAUD, timeout=0.5) as ser:
         dec = P.SlipDecoder()
         for i, wire in enumerate(cases):
             want = P.SlipDecoder().feed(model.receive(wire))
@@ -257,13 +269,50 @@ def test_tritium_run_drives_the_board(board, tmp_path, capsys) -> None:
                                    heads=2, kv_heads=1, vocab=40, seed=5)
     want = BitNetModel.from_pretrained(path, backend="golden", array=CFG).generate(
         [2, 9], max_new_tokens=3, stop_at_eos=False)
-    assert main(["run", "--model", str(path), "--tokens", "2,9", "--max-new-tokens", "3",
-                 "--no-eos", "--backend", "board", "--port", board.port, "--baud", "1000000",
-                 "--json"]) == 0
+    args = ["run", "--model", str(path), "--tokens", "2,9", "--max-new-tokens", "3",
+            "--no-eos", "--backend", "board", "--port", board.port]
+    assert main([*args, "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["new_tokens"] == list(want)
     assert r["array"]["rows"] == CFG.rows and r["array"]["cols"] == CFG.cols
     assert r["stats"]["total"]["tiles"] > 0
+    link = r["link"]
+    assert link["baud"] == DEFAULT_BAUD and link["frames"] > 0 and link["retries"] == 0
+    assert link["link_seconds"] == pytest.approx(
+        (link["bytes_sent"] + link["bytes_received"]) * 10 / DEFAULT_BAUD, abs=1e-6)
+    assert 0 < link["compute_seconds"] <= link["transaction_seconds"]
+
+    # The text report says the same, at the rate given with --baud.
+    assert main([*args, "--baud", str(DEFAULT_BAUD)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    line = next(x for x in out if x.startswith("link "))
+    assert f"{DEFAULT_BAUD:,} baud: {link['frames']:,} frames" in line
+    assert "s, compute " in line
+    assert any(x.startswith("retries 0 (0 timeouts") for x in out)
+
+
+def test_retries_reach_the_run_report(board, tmp_path, capsys) -> None:
+    """A corrupted answer on the line shows up as a retry in `tritium run`'s JSON and text."""
+    import json
+
+    from tritium.cli import main
+    from tritium.host.synthetic import write_random_checkpoint
+
+    path = write_random_checkpoint(tmp_path / "tiny", hidden=16, intermediate=24, layers=1,
+                                   heads=2, kv_heads=1, vocab=40, seed=5)
+    with LineProxy(board.port, to_host=Once(200)) as line:
+        assert main(["run", "--model", str(path), "--tokens", "2", "--max-new-tokens", "1",
+                     "--no-eos", "--backend", "board", "--port", line.port, "--json"]) == 0
+    link = json.loads(capsys.readouterr().out)["link"]
+    assert link["retries"] == 1 and link["bad_frames"] >= 1
+
+
+def test_tritium_run_refuses_a_bad_baud(tmp_path, capsys) -> None:
+    from tritium.cli import main
+
+    assert main(["run", "--model", str(tmp_path), "--tokens", "1", "--backend", "board",
+                 "--port", "/dev/ttyNOPE0", "--baud", "0"]) == 1
+    assert "--baud must be a positive" in capsys.readouterr().err
 
 
 def test_tritium_run_board_needs_a_port(tmp_path, capsys) -> None:

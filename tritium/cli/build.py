@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..boards.platforms import BOARDS
+from ..boards.protocol import DEFAULT_BAUD
 from ..golden.files import build_root
 from .options import add_array_args, add_json, array_from_args, emit, json_on_stdout, output_dir
 
@@ -39,7 +40,9 @@ def board_dir(args: argparse.Namespace, board: str) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_board(p)
     add_array_args(p, only=ARRAY_FIELDS, unset="the board's")
-    p.add_argument("--baud", type=int, default=115_200, help="UART baud rate (default: 115200)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART baud rate, up to what the board's USB bridge and clock make "
+                   f"(default: the board's, {DEFAULT_BAUD})")
     add_out(p, "build folder")
     p.add_argument("--synth-only", action="store_true",
                    help="stop after synthesis and the capacity check (no place and route)")

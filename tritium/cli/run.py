@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..boards.protocol import DEFAULT_BAUD
 from ..golden.config import ArrayConfig
 from ..host import zoo
 from .options import AUTO, CliError, add_array_args, add_json, array_from_args, emit, json_on_stdout
@@ -30,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="golden, rtl or board (default: golden)")
     p.add_argument("--port", metavar="DEV",
                    help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
-    p.add_argument("--baud", type=int, default=115200,
-                   help="serial baud rate for backend board (default: 115200)")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help=f"serial baud rate for backend board; the bitstream's, as `tritium "
+                   f"build --baud` set it (default: the boards' default, {DEFAULT_BAUD})")
     p.add_argument("--no-eos", action="store_true",
                    help="keep generating past an end-of-sequence token")
     add_array_args(p, auto_dataflow=True, rows=4, cols=4)
@@ -126,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "board":
         if not args.port:
             raise CliError("--backend board needs --port, the board's serial device")
+        if args.baud <= 0:
+            raise CliError(f"--baud must be a positive number of bits per second, got "
+                           f"{args.baud}")
         # The board reports its own array in its identification frame; run on that one.
         cfg, opts = None, {"port": args.port, "baud": args.baud}
     show = not json_on_stdout(args)
@@ -154,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         stats = model.stats.as_dict()
         mcfg = model.config
         cfg = model.backend.array   # the board's own array when the board chose it
+        # The serial link's counters and where its time went (boards.host.LinkStats).
+        link_stats = getattr(getattr(model.backend, "device", None), "stats", None)
+        link = link_stats.as_dict() if hasattr(link_stats, "as_dict") else None
 
     result = {
         "model": str(model_dir),
@@ -171,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         "dataflow": AUTO if auto else cfg.dataflow,
         "dataflow_calls": getattr(model.backend, "dataflow_calls", None),
         "dataflow_cycles": getattr(model.backend, "dataflow_cycles", None),
+        "link": link,
     }
     emit(args, result, lambda: _report(result, cfg, gen_s))
     return 0
@@ -201,4 +210,15 @@ def _report(r: dict[str, Any], cfg: ArrayConfig, gen_s: float) -> str:
     lines.append(f"time    load {sec['load']:.2f} s, generate {sec['generate']:.2f} s "
                  f"({rate:.2f} tokens/s); backend {stats['backend_seconds']:.2f} s, CPU ops "
                  f"{stats['cpu_seconds']:.2f} s")
+    if r["link"] is not None:
+        lines.append(link_line(r["link"]))
     return "\n\n".join(["\n".join(lines), report_table(stats), projection_table(stats)])
+
+
+def link_line(k: dict[str, Any]) -> str:
+    """The board link's summary from LinkStats.as_dict(): wire time and device time apart."""
+    return (f"link    {k['baud']:,} baud: {k['frames']:,} frames, "
+            f"{k['bytes_sent'] + k['bytes_received']:,} bytes; link {k['link_seconds']:.3f} s, "
+            f"compute {k['compute_seconds']:.3f} s\n"
+            f"retries {k['retries']:,} ({k['timeouts']:,} timeouts, {k['bad_frames']:,} bad "
+            f"answers, {k['stale']:,} stale answers)")
