@@ -1,0 +1,167 @@
+"""The host cost model (host/hostcost.py) against the golden backend's measured CPU time per
+op, on random tensors of 2B-4T's real shapes (no checkpoint needed).
+
+Each op is timed by calling the host/ops.py (and golden.quant) functions host/model.py calls
+for one decode token of one layer (the LM head: the whole head); the model's prediction uses
+the parameters calibrate_host() measures on this machine first. Target: within 25 %.
+
+    nice -n 10 python benchmarks/bench_hostcost.py [--json FILE]
+"""
+
+from __future__ import annotations
+
+import os
+
+# one BLAS thread, as the calibration uses (host/hostcost.py ONE_THREAD_ENV): with the two
+# cores shared, OpenBLAS's spinning threads make small matmuls bimodal by a factor of 1000
+for _k, _v in {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np  # noqa: E402
+
+from tritium.golden.quant import dequantize, quantize_activations  # noqa: E402
+from tritium.host import ops  # noqa: E402
+from tritium.host.arch import resolve_model  # noqa: E402
+from tritium.host.hostcost import (  # noqa: E402
+    BF16,
+    CALLS_ATTENTION,
+    CALLS_DEQUANT,
+    CALLS_LM_HEAD_BLOCK,
+    CALLS_QUANT,
+    CALLS_ROPE,
+    F32,
+    LM_HEAD_BLOCK_ROWS,
+    SOFTMAX_FLOPS,
+    HostParams,
+    OpCost,
+    calibrate_host,
+    norm_widths,
+    quant_widths,
+    rms_norm_cost,
+)
+
+CONTEXTS = (128, 512, 2048)
+
+
+def measure(fn: Callable[[], Any], repeat: int = 30, budget_s: float = 3.0) -> float:
+    """Median of the warm runs (the first few are dropped: BLAS and page warm-up)."""
+    for _ in range(3):
+        fn()
+    ts: list[float] = []
+    end = time.perf_counter() + budget_s
+    while len(ts) < repeat and (len(ts) < 5 or time.perf_counter() < end):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+class _Bf16:
+    dtype = "BF16"
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self.raw, self.shape = raw, raw.shape
+
+    def block_into(self, a: int, b: int, out: np.ndarray, *, low_zeroed: bool = False
+                   ) -> np.ndarray:
+        out.view(np.uint16).reshape(out.shape[0], out.shape[1], 2)[..., 1] = self.raw[a:b]
+        return out
+
+
+def rows(p: HostParams) -> list[dict[str, Any]]:
+    m = resolve_model("bitnet-b1.58-2B-4T")
+    rng = np.random.default_rng(1)
+    h, v, d = m.hidden_size, m.vocab_size, m.head_dim
+    nh, nkv = m.num_attention_heads, m.num_key_value_heads
+    out = []
+
+    def row(name: str, cost: OpCost, fn: Callable[[], Any]) -> None:
+        model_s, meas_s = cost.seconds(p), measure(fn)
+        out.append({"op": name, "model_ms": model_s * 1e3, "measured_ms": meas_s * 1e3,
+                    "ratio": model_s / meas_s})
+
+    # one layer's norms (BitNet: 3 x hidden + intermediate)
+    xs = {w: rng.standard_normal((1, w), np.float32) for w in norm_widths(m)}
+    ws = {w: rng.standard_normal(w).astype(np.float32) for w in xs}
+    norm_cost = [rms_norm_cost(w) for w in norm_widths(m)]
+    row("norms (1 layer)", OpCost("norms", sum(c.bytes for c in norm_cost),
+                                  sum(c.flops for c in norm_cost),
+                                  sum(c.calls for c in norm_cost)),
+        lambda: [ops.rms_norm(xs[w], ws[w], 1e-5) for w in norm_widths(m)])
+
+    # RoPE of q and k for one token
+    qh = rng.standard_normal((nh, 1, d), np.float32)
+    kh = rng.standard_normal((nkv, 1, d), np.float32)
+    cos, sin = ops.rope_cos_sin(np.array([100]), ops.rope_inv_freq(d, 5e5))
+    e = (nh + nkv) * d
+    row("rope (1 layer)", OpCost("rope", e * 4 * F32, e * 3, 2 * CALLS_ROPE),
+        lambda: (ops.apply_rope(qh, cos, sin), ops.apply_rope(kh, cos, sin)))
+
+    # quantise the layer's distinct inputs, dequantise every matmul's int32 result
+    qin = [rng.standard_normal((1, k), np.float32) for k in quant_widths(m)]
+    accs = [rng.integers(-5000, 5000, (1, mm.n)).astype(np.int32) for mm in m.matmuls()]
+    s = np.ones((1, 1), np.float32)
+    qw = quant_widths(m)
+    row("quantisation (1 layer)",
+        OpCost("quantisation", sum((F32 + 1) * k for k in qw)
+               + sum(2 * F32 * mm.n for mm in m.matmuls()),
+               4 * sum(qw) + 2 * sum(mm.n for mm in m.matmuls()),
+               CALLS_QUANT * len(qw) + CALLS_DEQUANT * len(m.layer)),
+        lambda: ([quantize_activations(x) for x in qin], [dequantize(a, s, 0.5) for a in accs]))
+
+    # attention over a cache of L keys: the cache buffer is larger than L, as in KVCache
+    for L in CONTEXTS:
+        cache = ops.KVCache(1, nkv, d, capacity=2 * L)
+        kk = rng.standard_normal((nkv, L - 1, d), np.float32)
+        cache.update(0, kk, kk)
+        cache.length = L - 1
+        k1 = rng.standard_normal((nkv, 1, d), np.float32)
+
+        def att(cache: ops.KVCache = cache, k1: np.ndarray = k1, L: int = L) -> None:
+            ka, va = cache.update(0, k1, k1)
+            ops.attention(qh, ka, va, L - 1, d ** -0.5)
+
+        row(f"attention L={L} (1 layer)",
+            OpCost("attention", F32 * 2 * nkv * d * (L + 1) + F32 * 2 * nh * L,
+                   4 * nh * d * L + SOFTMAX_FLOPS * nh * L, CALLS_ATTENTION), att)
+
+    # the whole LM head, bf16 as stored
+    raw = (rng.standard_normal((v, h), np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    head = ops.LMHead(_Bf16(raw))  # type: ignore[arg-type]
+    x = rng.standard_normal((1, h), np.float32)
+    row("lm_head (bf16)", OpCost("lm_head", v * h * (BF16 + 2 * F32) + v * F32, 2 * v * h,
+                                 CALLS_LM_HEAD_BLOCK * -(-v // LM_HEAD_BLOCK_ROWS)),
+        lambda: head(x))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", default=None, metavar="FILE")
+    args = ap.parse_args(argv)
+    p = calibrate_host()
+    print(f"calibrated: {p.memory_gbps:.3g} GB/s, {p.compute_gflops:.3g} GFLOP/s, "
+          f"dispatch {p.dispatch_us:.3g} us/call")
+    table = rows(p)
+    print(f"{'op (2B-4T, one decode token)':32s} {'model ms':>10s} {'measured ms':>12s} "
+          f"{'model/meas':>10s}")
+    for r in table:
+        flag = "" if 0.75 <= r["ratio"] <= 1.25 else "  (outside 25 %)"
+        print(f"{r['op']:32s} {r['model_ms']:10.4g} {r['measured_ms']:12.4g} "
+              f"{r['ratio']:10.2f}{flag}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"params": p.to_dict(), "rows": table}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
