@@ -403,9 +403,12 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
     return result
 
 
-def _accel_label(ph: Phase) -> str:
-    """What limits the accelerator: its compute cycles, or the stalls waiting for DRAM."""
-    return "accelerator compute" if 2 * ph.compute_cycles >= ph.cycles else "DRAM"
+def _accel_label(ph: Phase, mem: MemoryConfig) -> str:
+    """What limits the accelerator: DRAM when moving its bytes at the DRAM rate takes more
+    than half its cycles (os counts transfers inside its cycles, so stalls alone can't tell),
+    else its compute."""
+    return "DRAM" if 2 * ph.dram_bytes / mem.dram_bytes_per_cycle > ph.cycles \
+        else "accelerator compute"
 
 
 def end_to_end(model: ModelShape, ecfg: EstimateConfig, host: HostParams, context: int,
@@ -424,8 +427,8 @@ def end_to_end(model: ModelShape, ecfg: EstimateConfig, host: HostParams, contex
         "accelerator_decode_tokens_per_s": 1 / decode_s,
         "prefill_tokens_per_s": ecfg.prompt_len / prefill_total,
         "prefill_seconds": prefill_total,
-        "bottleneck": bottleneck(decode_s, _accel_label(decode), dec_s),
-        "prefill_bottleneck": bottleneck(prefill_s, _accel_label(prefill), pre_s),
+        "bottleneck": bottleneck(decode_s, _accel_label(decode, ecfg.memory), dec_s),
+        "prefill_bottleneck": bottleneck(prefill_s, _accel_label(prefill, ecfg.memory), pre_s),
         "context": context,
         "host_seconds_per_token": dec_s,
         "host_ops_per_token": {op.name: op.as_dict(host) for op in dec_ops},

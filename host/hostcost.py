@@ -22,6 +22,7 @@ so a token costs the largest of accelerator, host and link time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -223,7 +224,7 @@ def _best(fn: Any, repeat: int, budget_s: float = 1.5) -> float:
 
 
 def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
-    """Measure this machine in a second or two (more on a loaded machine), with the calls host/ops.py makes:
+    """Measure this machine in a second or two (more when loaded) with host/ops.py's calls:
 
     dispatch: per NumPy call, from ops.rms_norm, apply_rope and the activation quantisation
     on 16-element inputs (where the work is nothing and the calls are everything);
@@ -322,10 +323,9 @@ def cached_calibration(force: bool = False, path: Path | None = None) -> HostPar
         except (OSError, ValueError, KeyError, TypeError, InputError):
             pass    # a damaged cache is measured again and rewritten
     params = calibrate_host_subprocess()
-    try:
+    # a read-only build folder only costs the next run a calibration
+    with contextlib.suppress(OSError):
         atomic_write(path, json.dumps({"key": key, "params": params.to_dict()}, indent=1))
-    except OSError:
-        pass        # a read-only build folder only costs the next run a calibration
     return params
 
 
