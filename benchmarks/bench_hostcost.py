@@ -23,29 +23,22 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from tritium.golden.models import ModelShape  # noqa: E402
 from tritium.golden.quant import dequantize, quantize_activations  # noqa: E402
 from tritium.host import ops  # noqa: E402
 from tritium.host.arch import resolve_model  # noqa: E402
 from tritium.host.hostcost import (  # noqa: E402
-    BF16,
-    CALLS_ATTENTION,
-    CALLS_DEQUANT,
-    CALLS_LM_HEAD_BLOCK,
-    CALLS_QUANT,
-    CALLS_ROPE,
-    F32,
-    LM_HEAD_BLOCK_ROWS,
-    SOFTMAX_FLOPS,
     HostParams,
     OpCost,
     calibrate_host,
     norm_widths,
+    op_costs,
     quant_widths,
-    rms_norm_cost,
 )
 
 CONTEXTS = (128, 512, 2048)
@@ -76,6 +69,15 @@ class _Bf16:
         return out
 
 
+def layer_op(model: ModelShape, name: str, context: int) -> OpCost:
+    """One decoder layer's share of op `name`, from the model itself: the op's cost with two
+    layers minus its cost with one (the final norm, embedding and head cancel)."""
+    one, two = ({o.name: o for o in op_costs(replace(model, num_hidden_layers=n), context)}[name]
+                for n in (1, 2))
+    inv = tuple((f, c2 - dict(one.invocations).get(f, 0)) for f, c2 in two.invocations)
+    return OpCost(name, two.bytes - one.bytes, two.flops - one.flops, inv)
+
+
 def rows(p: HostParams) -> list[dict[str, Any]]:
     m = resolve_model("bitnet-b1.58-2B-4T")
     rng = np.random.default_rng(1)
@@ -91,30 +93,21 @@ def rows(p: HostParams) -> list[dict[str, Any]]:
     # one layer's norms (BitNet: 3 x hidden + intermediate)
     xs = {w: rng.standard_normal((1, w), np.float32) for w in norm_widths(m)}
     ws = {w: rng.standard_normal(w).astype(np.float32) for w in xs}
-    norm_cost = [rms_norm_cost(w) for w in norm_widths(m)]
-    row("norms (1 layer)", OpCost("norms", sum(c.bytes for c in norm_cost),
-                                  sum(c.flops for c in norm_cost),
-                                  sum(c.calls for c in norm_cost)),
+    row("norms (1 layer)", layer_op(m, "norms", 128),
         lambda: [ops.rms_norm(xs[w], ws[w], 1e-5) for w in norm_widths(m)])
 
     # RoPE of q and k for one token
     qh = rng.standard_normal((nh, 1, d), np.float32)
     kh = rng.standard_normal((nkv, 1, d), np.float32)
     cos, sin = ops.rope_cos_sin(np.array([100]), ops.rope_inv_freq(d, 5e5))
-    e = (nh + nkv) * d
-    row("rope (1 layer)", OpCost("rope", e * 4 * F32, e * 3, 2 * CALLS_ROPE),
+    row("rope (1 layer)", layer_op(m, "rope", 128),
         lambda: (ops.apply_rope(qh, cos, sin), ops.apply_rope(kh, cos, sin)))
 
     # quantise the layer's distinct inputs, dequantise every matmul's int32 result
     qin = [rng.standard_normal((1, k), np.float32) for k in quant_widths(m)]
     accs = [rng.integers(-5000, 5000, (1, mm.n)).astype(np.int32) for mm in m.matmuls()]
     s = np.ones((1, 1), np.float32)
-    qw = quant_widths(m)
-    row("quantisation (1 layer)",
-        OpCost("quantisation", sum((F32 + 1) * k for k in qw)
-               + sum(2 * F32 * mm.n for mm in m.matmuls()),
-               4 * sum(qw) + 2 * sum(mm.n for mm in m.matmuls()),
-               CALLS_QUANT * len(qw) + CALLS_DEQUANT * len(m.layer)),
+    row("quantisation (1 layer)", layer_op(m, "quantisation", 128),
         lambda: ([quantize_activations(x) for x in qin], [dequantize(a, s, 0.5) for a in accs]))
 
     # attention over a cache of L keys: the cache buffer is larger than L, as in KVCache
@@ -129,17 +122,13 @@ def rows(p: HostParams) -> list[dict[str, Any]]:
             ka, va = cache.update(0, k1, k1)
             ops.attention(qh, ka, va, L - 1, d ** -0.5)
 
-        row(f"attention L={L} (1 layer)",
-            OpCost("attention", F32 * 2 * nkv * d * (L + 1) + F32 * 2 * nh * L,
-                   4 * nh * d * L + SOFTMAX_FLOPS * nh * L, CALLS_ATTENTION), att)
+        row(f"attention L={L} (1 layer)", layer_op(m, "attention", L), att)
 
     # the whole LM head, bf16 as stored
     raw = (rng.standard_normal((v, h), np.float32).view(np.uint32) >> 16).astype(np.uint16)
     head = ops.LMHead(_Bf16(raw))  # type: ignore[arg-type]
     x = rng.standard_normal((1, h), np.float32)
-    row("lm_head (bf16)", OpCost("lm_head", v * h * (BF16 + 2 * F32) + v * F32, 2 * v * h,
-                                 CALLS_LM_HEAD_BLOCK * -(-v // LM_HEAD_BLOCK_ROWS)),
-        lambda: head(x))
+    row("lm_head (bf16)", {o.name: o for o in op_costs(m, 128)}["lm_head"], lambda: head(x))
     return out
 
 
@@ -149,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = calibrate_host()
     print(f"calibrated: {p.memory_gbps:.3g} GB/s, {p.compute_gflops:.3g} GFLOP/s, "
-          f"dispatch {p.dispatch_us:.3g} us/call")
+          f"dispatch {p.dispatch_us:.3g} us/call; fixed us per call: "
+          + ", ".join(f"{k} {v:.3g}" for k, v in p.fixed_us.items()))
     table = rows(p)
     print(f"{'op (2B-4T, one decode token)':32s} {'model ms':>10s} {'measured ms':>12s} "
           f"{'model/meas':>10s}")

@@ -6,13 +6,16 @@ transfers of every matmul over the host link) the model counts the bytes the op 
 the floating-point operations it must do, and prices it as a roofline plus NumPy's per-call
 dispatch cost:
 
-    seconds = max(bytes / memory bandwidth, flops / compute throughput) + calls * dispatch
+    seconds = max(bytes / memory bandwidth, flops / compute throughput)
+              + sum over the host functions it calls of (times called x fixed cost)
 
-The call counts mirror host/ops.py and host/model.py (one NumPy call per ufunc, reduction or
-copy they issue), because at decode sizes (a 2,560-wide norm is 10 kB) NumPy's fixed cost per
-call, not the memory system, sets the time. The bytes are compulsory traffic: each input read
-once and each output written once, in the dtype host/ops.py uses (float32, int8 codes, int32
-accumulators, bf16 for the embedding and LM head as stored).
+because at decode sizes (a 2,560-wide norm is 10 kB) NumPy's fixed cost per call, not the
+memory system, sets the time. The fixed cost of each function (ops.rms_norm, apply_rope,
+attention, quantize/dequantize) is calibrated on 16-element inputs; uncalibrated, it is
+the NumPy calls counted in the code (CALLS) x a per-call dispatch cost. The bytes are
+compulsory traffic: each input read once and each output written once, in the dtype
+host/ops.py uses (float32, int8 codes, int32 accumulators, bf16 for the embedding and LM head
+as stored).
 
 Overlap: by default host work and accelerator work are serial, because the host waits for each
 matmul's result before it can run the next op (a decode token is one dependent chain).
@@ -30,7 +33,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +46,19 @@ from ..golden.models import ModelShape
 F32 = 4
 BF16 = 2
 INT32 = 4
-# NumPy calls per op, counted from host/ops.py and host/model.py
-CALLS_RMS_NORM = 7        # astype(no-op), square, mean, add eps, sqrt, divide, mul, mul -> ~7
-CALLS_ROPE = 6            # per tensor: x*cos, neg, concatenate, *sin, add, reshape/transpose
-CALLS_ATTENTION = 14      # cache update (2 copies), matmul, scale, mask, softmax (5), matmul,
-                          # reshapes
-CALLS_QUANT = 13          # finiteness check (3), abs, max, maximum, reciprocal, 2 mul, rint,
-                          # clip, 2 astype
-CALLS_DEQUANT = 7         # asarray, int32 range check (min, max), astype, divide, mul, astype
-CALLS_EMBED = 2           # gather, widen
-CALLS_LM_HEAD_BLOCK = 3   # slice, widen into the reused buffer, einsum
+# NumPy calls per invocation of each host function, counted from host/ops.py, host/model.py
+# and golden/quant.py: the fallback fixed cost when calibration did not measure the function
+CALLS: dict[str, int] = {
+    "embedding": 2,        # gather, widen
+    "rms_norm": 7,         # square, mean, add eps, sqrt, divide, mul, mul
+    "rope": 5,             # per tensor: x*cos, neg, concatenate, *sin, add
+    "attention": 14,       # cache update (2 copies), matmul, scale, mask, softmax (5), matmul,
+                           # reshapes
+    "quantize": 13,        # finiteness check (3), abs, max, maximum, reciprocal, 2 mul, rint,
+                           # clip, 2 astype
+    "dequantize": 7,       # asarray, int32 range check (min, max), astype, divide, mul, astype
+    "lm_head_block": 3,    # slice, widen into the reused buffer, einsum
+}
 LM_HEAD_BLOCK_ROWS = 1024  # host/ops.py LMHead's default
 SOFTMAX_FLOPS = 5         # per score: scale, max, subtract, exp, divide (sum folded in)
 # BitLinears that share one quantised input (host/model.py quantises it once)
@@ -76,6 +82,9 @@ class HostParams:
     dispatch_us: float = 1.5
     overlap: bool = False
     source: str = "given"
+    # measured fixed cost (us) of one invocation of a host function (CALLS' keys); a function
+    # not listed costs CALLS[function] x dispatch_us
+    fixed_us: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("memory_gbps", "compute_gflops", "link_gbps", "dispatch_us"):
@@ -84,6 +93,14 @@ class HostParams:
                     or v < 0 or (v == 0 and name != "dispatch_us"):
                 raise InputError(f"host parameter {name} must be a finite number > 0"
                                  f"{' (or 0)' if name == 'dispatch_us' else ''}, got {v!r}")
+        for k, v in self.fixed_us.items():
+            if k not in CALLS or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+                raise InputError(f"host parameter fixed_us[{k!r}] must name one of "
+                                 f"{', '.join(CALLS)} and be >= 0 us, got {v!r}")
+
+    def fixed_seconds(self, function: str, count: int) -> float:
+        us = self.fixed_us.get(function, CALLS[function] * self.dispatch_us)
+        return count * us * 1e-6
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,17 +113,23 @@ class OpCost:
     name: str
     bytes: float
     flops: float
-    calls: int
+    invocations: tuple[tuple[str, int], ...]   # (host function, times called)
     on: str = "host"      # "host" or "link"
+
+    @property
+    def calls(self) -> int:
+        """NumPy calls, counted from the code."""
+        return sum(CALLS[f] * n for f, n in self.invocations)
 
     def seconds(self, p: HostParams) -> float:
         if self.on == "link":
             return self.bytes / (p.link_gbps * 1e9)
         return (max(self.bytes / (p.memory_gbps * 1e9), self.flops / (p.compute_gflops * 1e9))
-                + self.calls * p.dispatch_us * 1e-6)
+                + sum(p.fixed_seconds(f, n) for f, n in self.invocations))
 
     def as_dict(self, p: HostParams) -> dict[str, Any]:
-        return {"bytes": self.bytes, "flops": self.flops, "calls": self.calls, "on": self.on,
+        return {"bytes": self.bytes, "flops": self.flops, "calls": self.calls,
+                "invocations": dict(self.invocations), "on": self.on,
                 "seconds": self.seconds(p)}
 
 
@@ -134,7 +157,8 @@ def quant_widths(model: ModelShape) -> list[int]:
 
 def rms_norm_cost(width: int, tokens: int = 1) -> OpCost:
     """Read x and the weight, write the result; square+sum, scale, weight: 4 flops each."""
-    return OpCost("norms", F32 * (2 * width * tokens + width), 4 * width * tokens, CALLS_RMS_NORM)
+    return OpCost("norms", F32 * (2 * width * tokens + width), 4 * width * tokens,
+                  (("rms_norm", 1),))
 
 
 def op_costs(model: ModelShape, context: int, tokens: int = 1) -> list[OpCost]:
@@ -151,34 +175,34 @@ def op_costs(model: ModelShape, context: int, tokens: int = 1) -> list[OpCost]:
     pairs = t * context - t * (t - 1) // 2
     norms = norm_widths(model)
     ops: list[OpCost] = [
-        OpCost("embedding", t * h * (BF16 + F32), 0, CALLS_EMBED),
+        OpCost("embedding", t * h * (BF16 + F32), 0, (("embedding", 1),)),
         OpCost("norms", n * sum(F32 * (2 * w * t + w) for w in norms) + F32 * (2 * h * t + h),
                n * sum(4 * w * t for w in norms) + 4 * h * t,
-               (n * len(norms) + 1) * CALLS_RMS_NORM),
+               (("rms_norm", n * len(norms) + 1),)),
         # q and k rotated: read x, cos, sin, write; 2 mul + 1 add per element
         OpCost("rope", n * t * (nh + nkv) * d * 4 * F32, n * t * (nh + nkv) * d * 3,
-               n * 2 * CALLS_ROPE),
+               (("rope", 2 * n),)),
         # K and V read from the cache (every key once, each KV head serving its query group),
         # the new k, v appended; QK^T and AV are 2 flops per (head, key, dim) each; softmax
         # SOFTMAX_FLOPS per score; scores written and read back once
         OpCost("attention",
                n * (F32 * 2 * nkv * d * (context + t) + F32 * 2 * nh * pairs),
                n * (4 * nh * d * pairs + SOFTMAX_FLOPS * nh * pairs),
-               n * CALLS_ATTENTION),
+               (("attention", n),)),
         # quantise each distinct input (read float32, write int8, 4 flops per element) and
         # dequantise each matmul's int32 result to float32 (2 flops per element)
         OpCost("quantisation",
                n * t * (sum((F32 + 1) * k for k in quant_widths(model))
                         + sum((INT32 + F32) * mm.n for mm in model.matmuls())),
                n * t * (4 * sum(quant_widths(model)) + 2 * sum(mm.n for mm in model.matmuls())),
-               n * (CALLS_QUANT * len(quant_widths(model)) + CALLS_DEQUANT * len(model.layer))),
+               (("quantize", n * len(quant_widths(model))), ("dequantize", n * len(model.layer)))),
         # the head runs on the last token only (generate); its bf16 weights are read once and
         # widened block by block into a float32 buffer (ops.LMHead) that is written and read
         # back: a 1024-row block of a 2,560-wide head is 10 MB, more than the caches
         OpCost("lm_head", v * h * (BF16 + 2 * F32) + v * F32, 2 * v * h,
-               CALLS_LM_HEAD_BLOCK * -(-v // LM_HEAD_BLOCK_ROWS)),
+               (("lm_head_block", -(-v // LM_HEAD_BLOCK_ROWS)),)),
         # int8 activations in and int32 results out for every BitLinear
-        OpCost("link", n * t * sum(mm.k + INT32 * mm.n for mm in model.matmuls()), 0, 0, "link"),
+        OpCost("link", n * t * sum(mm.k + INT32 * mm.n for mm in model.matmuls()), 0, (), "link"),
     ]
     return ops
 
@@ -241,14 +265,19 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
     r16 = rng.standard_normal((1, 1, 16), np.float32)
     acc = np.ones((1, 16), np.int32)
 
-    def tiny() -> None:
-        rms_norm(t16, w16, 1e-5)
-        apply_rope(r16, t16, t16)
-        quantize_activations(t16)
-        dequantize(acc, w16[:1].reshape(1, 1), 0.5)
-
-    tiny_calls = CALLS_RMS_NORM + CALLS_ROPE + CALLS_QUANT + CALLS_DEQUANT
-    dispatch = _best(lambda: [tiny() for _ in range(50)], 5) / 50 / tiny_calls
+    nh, nkv, d = 4, 1, 16
+    q4 = rng.standard_normal((nh, 1, d), np.float32)
+    k4 = rng.standard_normal((nkv, 8, d), np.float32)[:, :4]
+    tiny = {
+        "rms_norm": lambda: rms_norm(t16, w16, 1e-5),
+        "rope": lambda: apply_rope(r16, t16, t16),
+        "quantize": lambda: quantize_activations(t16),
+        "dequantize": lambda: dequantize(acc, w16[:1].reshape(1, 1), 0.5),
+        "attention": lambda: attention(q4, k4, k4, 3, 0.25),
+    }
+    fixed = {f: _best(lambda fn=fn: [fn() for _ in range(50)], 5, 0.3) / 50 * 1e6
+             for f, fn in tiny.items()}
+    dispatch = sum(fixed[f] for f in tiny) / sum(CALLS[f] for f in tiny) * 1e-6
 
     class _Bf16:
         dtype = "BF16"
@@ -268,8 +297,8 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
     x = rng.standard_normal((1, hidden), np.float32)
     head(x)
     t_head = _best(lambda: head(x), 3)
-    calls = CALLS_LM_HEAD_BLOCK * -(-vocab // LM_HEAD_BLOCK_ROWS)
-    mem = raw.size * (BF16 + 2 * F32) / max(t_head - calls * dispatch, t_head / 2)
+    fixed_head = -(-vocab // LM_HEAD_BLOCK_ROWS) * CALLS["lm_head_block"] * dispatch
+    mem = raw.size * (BF16 + 2 * F32) / max(t_head - fixed_head, t_head / 2)
 
     # the KV cache hands attention views of a larger buffer (ops.KVCache), not packed arrays
     nh, nkv, d, ctx = 20, 5, 128, 1024
@@ -278,9 +307,9 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
     v = rng.standard_normal((nkv, 2 * ctx, d), np.float32)[:, :ctx]
     t_att = _best(lambda: attention(q, k, v, ctx - 1, d ** -0.5), 40)
     flops = 4 * nh * d * ctx + SOFTMAX_FLOPS * nh * ctx
-    comp = flops / max(t_att - CALLS_ATTENTION * dispatch, t_att / 2)
+    comp = flops / max(t_att - fixed["attention"] * 1e-6, t_att / 2)
     return HostParams(memory_gbps=mem / 1e9, compute_gflops=comp / 1e9, link_gbps=link_gbps,
-                      dispatch_us=dispatch * 1e6, source="calibrated")
+                      dispatch_us=dispatch * 1e6, source="calibrated", fixed_us=fixed)
 
 
 # One BLAS thread: on a machine whose cores are shared (another job running), OpenBLAS's
@@ -300,8 +329,12 @@ def calibrate_host_subprocess(link_gbps: float = HostParams.link_gbps) -> HostPa
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise InputError(f"host calibration failed ({exc}); give --host-gbps and "
                          "--host-gflops instead") from None
-    return HostParams(p["memory_gbps"], p["compute_gflops"], link_gbps, p["dispatch_us"],
-                      source="calibrated")
+    return _params(p, link_gbps=link_gbps, source="calibrated")
+
+
+def _params(stored: dict[str, Any], **over: Any) -> HostParams:
+    names = {f.name for f in fields(HostParams)}
+    return HostParams(**{k: v for k, v in stored.items() if k in names} | over)
 
 
 def _machine_key() -> str:
@@ -317,9 +350,7 @@ def cached_calibration(force: bool = False, path: Path | None = None) -> HostPar
         try:
             stored = json.loads(path.read_text())
             if stored.get("key") == key:
-                p = stored["params"]
-                return HostParams(p["memory_gbps"], p["compute_gflops"], p["link_gbps"],
-                                  p["dispatch_us"], source=f"calibrated (cached in {path})")
+                return _params(stored["params"], source=f"calibrated (cached in {path})")
         except (OSError, ValueError, KeyError, TypeError, InputError):
             pass    # a damaged cache is measured again and rewritten
     params = calibrate_host_subprocess()
