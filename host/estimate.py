@@ -10,7 +10,8 @@ dataflows tried) unless real per-layer non-zero counts come from a checkpoint.
 
 Not on the accelerator, so not in the cycle or energy totals: embedding lookup, RMSNorms,
 RoPE, attention (QK^T, softmax, AV over the KV cache), activation quantisation, and the LM
-head (hidden x vocab, bf16), which is reported on its own.
+head (hidden x vocab, bf16). host/hostcost.py prices them, with the host <-> accelerator
+transfers, into the "end_to_end" section.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..golden.memory import (
 from ..golden.models import ModelShape
 from . import zoo
 from .arch import resolve_model
+from .hostcost import HostParams, bottleneck, cached_calibration, combine, op_costs
 
 DATAFLOW_CHOICES = ("auto", "ws", "os")
 DEFAULT_ZERO_FRACTION = 1 / 3
@@ -58,6 +60,8 @@ class EstimateConfig:
     gen_len: int = 128
     weight_bits: float = 2.0
     zero_fraction: float | None = None   # None: measured from the checkpoint, else 1/3
+    host: HostParams | None = None       # None: calibrated on this machine (cached)
+    context: int | None = None           # KV cache length L for decode; None: prompt_len
 
     def __post_init__(self) -> None:
         g = self.dram_gbps
@@ -71,6 +75,9 @@ class EstimateConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+        c = self.context
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise InputError(f"context (KV cache length L) must be an integer >= 1, got {c!r}")
         z = self.zero_fraction
         if z is not None and (isinstance(z, bool) or not isinstance(z, (int, float))
                               or not 0 <= z <= 1):
@@ -262,6 +269,10 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
         raise InputError(f"prompt_len={ecfg.prompt_len} + gen_len={ecfg.gen_len} exceed "
                          f"{model.name}'s max_position_embeddings="
                          f"{model.max_position_embeddings}")
+    context = ecfg.prompt_len if ecfg.context is None else ecfg.context
+    if context > model.max_position_embeddings:
+        raise InputError(f"context={context} exceeds {model.name}'s max_position_embeddings="
+                         f"{model.max_position_embeddings}")
     if nnz is not None and len(nnz) != model.num_hidden_layers:
         raise InputError(f"nnz has {len(nnz)} layers but {model.name} has "
                          f"{model.num_hidden_layers}")
@@ -314,6 +325,8 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
         }
 
     pre = phase_dict(prefill, prefill_s, ecfg.prompt_len)
+    # the array's compute peak: every PE does one (activation, weight) pair per cycle
+    pre["peak_tokens_per_s"] = cfg.pes * f_hz / model.ternary_weights
     dec = phase_dict(decode, decode_s, 1)
     dec["cycles_per_token"] = dec.pop("cycles")
     dec["seconds_per_token"] = dec.pop("seconds")
@@ -342,6 +355,8 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
                     "quantisation and the LM head; static power of anything but the PEs",
         "table": table.to_dict(),
     }
+    host = ecfg.host or cached_calibration()
+    e2e = end_to_end(model, ecfg, host, context, decode, decode_s, prefill, prefill_s)
     mem_cfg = mem.to_dict() | {"dram_gbps": ecfg.gbps}
     result = {
         "tool": "tritium estimate",
@@ -371,6 +386,7 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
                     "note": "excluded from the accelerator's cycles and energy; if the CPU "
                             "streams the bf16 head over the same DRAM, each token also needs "
                             "dram_seconds_per_token (decode.tokens_per_s_with_lm_head_dram)"},
+        "end_to_end": e2e,
         "comparison": {
             "bitnet_kv260": {"tokens_per_s": KV260_TOKENS_PER_S,
                              "j_per_token": KV260_J_PER_TOKEN,
@@ -385,6 +401,45 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
     }
     result["elapsed_s"] = time.perf_counter() - t0
     return result
+
+
+def _accel_label(ph: Phase, mem: MemoryConfig) -> str:
+    """What limits the accelerator: DRAM when moving its bytes at the DRAM rate takes more
+    than half its cycles (os counts transfers inside its cycles, so stalls alone can't tell),
+    else its compute."""
+    return "DRAM" if 2 * ph.dram_bytes / mem.dram_bytes_per_cycle > ph.cycles \
+        else "accelerator compute"
+
+
+def end_to_end(model: ModelShape, ecfg: EstimateConfig, host: HostParams, context: int,
+               decode: Phase, decode_s: float, prefill: Phase, prefill_s: float
+               ) -> dict[str, Any]:
+    """Tokens/s with the host's share (hostcost) added to the accelerator's time."""
+    dec_ops = op_costs(model, context, 1)
+    dec_s = {op.name: op.seconds(host) for op in dec_ops}
+    pre_ops = op_costs(model, ecfg.prompt_len, ecfg.prompt_len)
+    pre_s = {op.name: op.seconds(host) for op in pre_ops}
+    token_s = combine(decode_s, dec_s, host)
+    prefill_total = combine(prefill_s, pre_s, host)
+    return {
+        "decode_tokens_per_s": 1 / token_s,
+        "decode_seconds_per_token": token_s,
+        "accelerator_decode_tokens_per_s": 1 / decode_s,
+        "prefill_tokens_per_s": ecfg.prompt_len / prefill_total,
+        "prefill_seconds": prefill_total,
+        "bottleneck": bottleneck(decode_s, _accel_label(decode, ecfg.memory), dec_s),
+        "prefill_bottleneck": bottleneck(prefill_s, _accel_label(prefill, ecfg.memory), pre_s),
+        "context": context,
+        "host_seconds_per_token": dec_s,
+        "host_ops_per_token": {op.name: op.as_dict(host) for op in dec_ops},
+        "host_seconds_prefill": pre_s,
+        "host": host.to_dict(),
+        "host_source": host.source,
+        "overlap": ("host and accelerator overlap perfectly (a token costs the largest of "
+                    "accelerator, host and link time)" if host.overlap else
+                    "none: the host waits for each matmul and the accelerator for the host, "
+                    "so accelerator, host and link times add"),
+    }
 
 
 def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
@@ -423,7 +478,11 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
                             f"{zero_fraction:.4g} of each matrix (an assumption; give a "
                             "checkpoint folder to count them)."),
         "Excluded from cycles and energy: CPU-side work (embedding, norms, RoPE, attention, "
-        "quantisation, LM head) and host/driver overheads.",
+        "quantisation, LM head) and host/driver overheads; end_to_end adds the host's time "
+        "(host/hostcost.py: per op max(bytes / memory bandwidth, flops / compute) + NumPy "
+        "calls x dispatch cost) and the int8-in/int32-out link transfers of every matmul.",
+        "end_to_end: decode attends over a KV cache of length context; prefill is causal over "
+        "the prompt, and the LM head runs on the last prompt token only (as generate does).",
         "decode.roofline_tokens_per_s = DRAM bandwidth / packed ternary weight bytes per "
         "token (decoder layers only).",
         "decode.utilization = (activation, weight) pairs per PE-cycle over all cycles "

@@ -11,6 +11,7 @@ from typing import Any
 
 from .options import AUTO, CliError, add_array_args, add_json, emit, output_dir
 
+HOST_LINK_DEFAULT = 4.0   # GB/s: PCIe 2.0 x8 / a KV260's AXI HP port order of magnitude
 DEFAULT_LEN = 128   # prompt and generated tokens when the user names neither
 HELP = "estimate tokens/s and J/token of an array on a BitNet b1.58 model"
 
@@ -44,6 +45,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoint's weights if the folder has them, else 1/3)")
     p.add_argument("--energy-table", type=Path, default=None, metavar="FILE",
                    help="JSON energy table (default: Horowitz 45 nm, shipped)")
+    host = p.add_argument_group("host", "the host's share of a token (end_to_end); without "
+                                "these the host is calibrated once and cached in "
+                                "$TRITIUM_BUILD/host_calibration.json")
+    host.add_argument("--calibrate-host", action="store_true",
+                      help="measure this machine's host parameters now (refreshes the cache)")
+    host.add_argument("--host-gbps", type=float, default=None, metavar="B",
+                      help="host memory bandwidth in GB/s (replaces the calibrated value)")
+    host.add_argument("--host-gflops", type=float, default=None, metavar="F",
+                      help="host float32 compute in GFLOP/s (replaces the calibrated value)")
+    host.add_argument("--link-gbps", type=float, default=None, metavar="B",
+                      help="host <-> accelerator link in GB/s (default: "
+                      f"{HOST_LINK_DEFAULT:g})")
+    host.add_argument("--context", type=int, default=None, metavar="N",
+                      help="KV cache length L a decode token attends over (default: the "
+                      "prompt length)")
     add_json(p)
     p.add_argument("--plot", type=output_dir, default=None, metavar="DIR",
                    help="write PNG plots (per-layer cycles, roofline, energy) into DIR "
@@ -83,6 +99,11 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--gen-len must be >= 0, got {args.gen_len}")
     if args.sparsity is not None and not 0 <= args.sparsity <= 1:
         raise CliError(f"--sparsity must be in 0..1, got {args.sparsity:g}")
+    for opt in ("host_gbps", "host_gflops", "link_gbps"):
+        if getattr(args, opt) is not None:
+            _positive("--" + opt.replace("_", "-"), getattr(args, opt))
+    if args.context is not None and args.context < 1:
+        raise CliError(f"--context must be >= 1, got {args.context}")
     if not 0 < args.weight_bits <= 8:
         raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
 
@@ -105,15 +126,35 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         nnz = measure_nnz(folder, model)
         source = f"counted from the weights in {folder}"
     default_len = min(DEFAULT_LEN, max(1, model.max_position_embeddings // 2))
-    ecfg = EstimateConfig(cfg, args.dram_gbps, dataflow=args.dataflow,
+    ecfg = EstimateConfig(cfg, args.dram_gbps, dataflow=args.dataflow, host=host_params(args),
+                          context=args.context,
                           prompt_len=default_len if args.prompt_len is None else args.prompt_len,
                           gen_len=default_len if args.gen_len is None else args.gen_len,
                           weight_bits=args.weight_bits, zero_fraction=args.sparsity)
     return estimate(model, ecfg, table, nnz=nnz, nnz_source=source)
 
 
+def host_params(args: argparse.Namespace) -> Any:
+    """Measured (cached unless --calibrate-host) unless all of memory and compute are given;
+    each given value replaces its measured one."""
+    from dataclasses import replace
+
+    from ..host.hostcost import HostParams, cached_calibration
+
+    link = HOST_LINK_DEFAULT if args.link_gbps is None else args.link_gbps
+    if args.host_gbps is not None and args.host_gflops is not None and not args.calibrate_host:
+        return HostParams(args.host_gbps, args.host_gflops, link, source="given")
+    p = cached_calibration(force=args.calibrate_host)
+    given = {k: v for k, v in (("memory_gbps", args.host_gbps),
+                                ("compute_gflops", args.host_gflops)) if v is not None}
+    source = p.source + (f"; given: {', '.join(given)}" if given else "")
+    return replace(p, link_gbps=link, source=source, **given)
+
+
 def summary(r: dict[str, Any]) -> str:
     c, d, p, e = r["config"], r["decode"], r["prefill"], r["energy"]
+    x = r["end_to_end"]
+    h = x["host"]
     a = c["array"]
     lines = [
         f"{r['model']['name']} on a {a['rows']}x{a['cols']} array at {a['clock_mhz']:g} MHz, "
@@ -128,9 +169,14 @@ def summary(r: dict[str, Any]) -> str:
         f"[{', '.join(f'{k} x{v}' for k, v in p['dataflows'].items())}]",
         "  decode energy/token: " + ", ".join(
             f"{k} {v * 1e3:.3g} mJ" for k, v in e["decode_groups_j_per_token"].items()),
-        f"  LM head ({r['lm_head']['k']}x{r['lm_head']['n']} bf16) stays on the CPU: "
-        f"excluded; streaming it over the same DRAM would cap decode at "
-        f"{d['tokens_per_s_with_lm_head_dram']:.2f} tok/s",
+        f"  end to end (host + link, context {x['context']}): decode "
+        f"{x['decode_tokens_per_s']:.2f} tok/s vs {d['tokens_per_s']:.2f} accelerator-only, "
+        f"bottleneck {x['bottleneck']}; prefill {x['prefill_tokens_per_s']:.1f} tok/s "
+        f"(array peak {p['peak_tokens_per_s']:.1f})",
+        "    host per token: " + ", ".join(f"{k} {v * 1e3:.3g} ms"
+                                           for k, v in x["host_seconds_per_token"].items())
+        + f" [host {h['memory_gbps']:.3g} GB/s, {h['compute_gflops']:.3g} GFLOP/s, link "
+        f"{h['link_gbps']:g} GB/s; {x['host_source']}]",
         f"  for scale: bitnet-kv260 measured {r['comparison']['bitnet_kv260']['tokens_per_s']} "
         "tok/s on 2B-4T at 250 MHz / 16 GB/s",
     ]
