@@ -26,6 +26,7 @@ so a token costs the largest of accelerator, host and link time.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -33,6 +34,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -353,18 +355,34 @@ def cached_calibration(force: bool = False, path: Path | None = None) -> HostPar
     version so repeated estimates stay fast; force measures again."""
     path = path or build_root() / CALIBRATION_FILE
     key = _machine_key()
-    if not force and path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-            if stored.get("key") == key:
-                return _params(stored["params"], source=f"calibrated (cached in {path})")
-        except (OSError, ValueError, KeyError, TypeError, InputError):
-            pass    # a damaged cache is measured again and rewritten
-    params = calibrate_host_subprocess()
-    # a read-only build folder only costs the next run a calibration
-    with contextlib.suppress(OSError):
-        atomic_write(path, json.dumps({"key": key, "params": params.to_dict()}, indent=1))
-    return params
+    # Processes estimating at once (test workers, sweep workers) wait for one calibration
+    # rather than each measuring (and slowing) the machine and disagreeing with the others.
+    with _locked(path):
+        if not force and path.is_file():
+            try:
+                stored = json.loads(path.read_text())
+                if stored.get("key") == key:
+                    return _params(stored["params"], source=f"calibrated (cached in {path})")
+            except (OSError, ValueError, KeyError, TypeError, InputError):
+                pass    # a damaged cache is measured again and rewritten
+        params = calibrate_host_subprocess()
+        # a read-only build folder only costs the next run a calibration
+        with contextlib.suppress(OSError):
+            atomic_write(path, json.dumps({"key": key, "params": params.to_dict()}, indent=1))
+        return params
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(f".{path.name}.lock"), "w")  # noqa: SIM115
+    except OSError:
+        yield               # a read-only build folder: no cache to share, so nothing to lock
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 if __name__ == "__main__":
