@@ -28,13 +28,34 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_runs_a_gemm_and_a_model_on_the_rtl(capsys) -> None:
-    assert main(["demo", "--json", "--tokens", "4", "--m", "9", "--k", "21", "--n", "10"]) == 0
+    from tritium.train.eval_add import held_out_problems
+
+    assert main(["demo", "--json", "--tokens", "4", "--m", "9", "--k", "21", "--n", "10",
+                 "--problems", "2", "--seed", "3"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["gemm"]["results_identical"] and r["gemm"]["counters_match"]
     model = r["model"]
     assert len(model["rtl_tokens"]) == 4 and model["rtl_tokens"] == model["golden_tokens"]
     assert model["logits_identical"] and model["model_stats_match"]
     assert model["rtl_stats"]["total"]["tiles"] > 0
+    adder = r["adder"]
+    assert adder["model"] == "tiny-adder"
+    assert [(p["a"], p["b"]) for p in adder["problems"]] == held_out_problems(2, digits=3, seed=3)
+    for p in adder["problems"]:
+        assert p["answer"] == p["golden_answer"]
+        assert p["right"] == (p["answer"] == str(p["a"] + p["b"]))
+    assert adder["correct"] == sum(p["right"] for p in adder["problems"])
+    assert adder["answers_identical"] and adder["logits_identical"] and adder["model_stats_match"]
+
+
+def test_demo_gemm_only_and_no_problems(capsys) -> None:
+    assert main(["demo", "--json", "--gemm-only", "--m", "5", "--k", "9", "--n", "6"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["results_identical"] and "adder" not in r
+    assert main(["demo", "--json", "--tokens", "1", "--m", "5", "--k", "9", "--n", "6",
+                 "--problems", "0"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "adder" not in r and r["model"]["tokens_identical"]
 
 
 def test_gen_writes_verilog_and_manifest(tmp_path: Path, capsys) -> None:

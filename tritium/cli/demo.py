@@ -2,7 +2,8 @@
 driver tile by tile and compare results, cycle counts and performance counters with the golden
 model; then generate tokens from a small BitNet b1.58 checkpoint (written by host/synthetic.py
 into $TRITIUM_BUILD/demo/, default build/demo/) with every ternary matmul on the RTL and compare
-the tokens and logits with the golden backend."""
+the tokens and logits with the golden backend; then let the shipped `tiny-adder` model answer a
+few held-out addition problems on the RTL, each answer checked against the golden backend's."""
 
 from __future__ import annotations
 
@@ -29,8 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--tokens", type=int, default=8, metavar="N",
                    help="tokens the small model generates (default: 8)")
-    p.add_argument("--gemm-only", action="store_true", help="skip the model step")
+    p.add_argument("--problems", type=_problem_count, default=5, metavar="N",
+                   help="held-out addition problems tiny-adder solves on the RTL, drawn with "
+                        "--seed (default: 5; 0 skips this step)")
+    p.add_argument("--gemm-only", action="store_true", help="skip the model steps")
     add_json(p)
+
+
+def _problem_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a count of problems (0 or more), got {text!r}")
+    return n
 
 
 def scalesim_note(cfg: ArrayConfig, m: int, cycles: int, scalesim: int) -> str:
@@ -142,6 +156,52 @@ def model_demo(args: argparse.Namespace) -> dict:
     }
 
 
+# The shipped model the demo runs, and the operand size it was trained on (its metadata.json).
+ADDER = "tiny-adder"
+ADDER_DIGITS = 3
+
+
+def adder_demo(args: argparse.Namespace) -> dict:
+    """tiny-adder's greedy answers to held-out problems on the RTL and on golden: the answers,
+    the logits of every prompt and the per-layer event counts must all be equal."""
+    from ..host import BitNetModel
+    from ..train.eval_add import exact_match, held_out_problems
+
+    cfg = array_from_args(args)
+    problems = held_out_problems(args.problems, digits=ADDER_DIGITS, seed=args.seed)
+
+    def run_on(model) -> tuple[list, list[np.ndarray], list[dict]]:
+        results = exact_match(model, problems).results
+        logits = [model.logits(model.encode(r.prompt)) for r in results]
+        return results, logits, _counts(model.stats.as_dict())
+
+    with BitNetModel.from_pretrained(ADDER, backend="golden", array=cfg) as golden:
+        want, want_logits, want_counts = run_on(golden)
+    t0 = time.perf_counter()
+    with BitNetModel.from_pretrained(ADDER, backend="rtl", array=cfg) as rtl:
+        got, got_logits, got_counts = run_on(rtl)
+        seconds = time.perf_counter() - t0
+        tiles = rtl.stats.as_dict()["total"]["tiles"]
+    rows = [{"a": g.a, "b": g.b, "prompt": g.prompt, "answer": g.answer if g.stopped else None,
+             "golden_answer": w.answer if w.stopped else None, "right": g.right}
+            for g, w in zip(got, want, strict=True)]
+    correct = sum(r["right"] for r in rows)
+    return {
+        "model": ADDER,
+        "digits": ADDER_DIGITS,
+        "seed": args.seed,
+        "problems": rows,
+        "correct": correct,
+        "accuracy": correct / len(rows) if rows else 0.0,
+        "answers_identical": got == want,
+        "logits_identical": all(np.array_equal(g, w)
+                                for g, w in zip(got_logits, want_logits, strict=True)),
+        "model_stats_match": got_counts == want_counts,
+        "tiles": tiles,
+        "seconds": round(seconds, 2),
+    }
+
+
 def _counts(stats: dict) -> list[dict]:
     """Per-layer, per-projection event counts of a ModelStats dict, without timings."""
     keys = ("calls", "tiles", "cycles", "macs", "zero_skips")
@@ -161,11 +221,17 @@ def run(args: argparse.Namespace) -> int:
         mr = r["model"]
         ok = ok and mr["tokens_identical"] and mr["logits_identical"] and \
             mr["model_stats_match"]
+        if args.problems > 0:
+            r["adder"] = ar = adder_demo(args)
+            ok = ok and ar["answers_identical"] and ar["logits_identical"] and \
+                ar["model_stats_match"]
 
     def table() -> str:
         parts = [_gemm_table(r if args.gemm_only else r["gemm"])]
         if not args.gemm_only:
             parts.append(_model_table(r["model"]))
+            if "adder" in r:
+                parts.append(_adder_table(r["adder"]))
         return "\n\n".join([*parts, "PASS" if ok else "FAIL"])
 
     emit(args, r, table)
@@ -194,6 +260,27 @@ def _model_table(r: dict) -> str:
                      f"{t['macs']:>12,}{t['zero_skips']:>12,}")
     lines.append(f"{'all':>6s}{total['tiles']:>10,}{total['cycles']:>12,}{total['macs']:>12,}"
                  f"{total['zero_skips']:>12,}   ({r['seconds']} s on the simulated RTL)")
+    return "\n".join(lines)
+
+
+def _adder_table(r: dict) -> str:
+    def shown(answer: str | None) -> str:
+        return "(no EOS)" if answer is None else answer
+
+    lines = [f"tiny-adder  the shipped model ({r['model']}) on {len(r['problems'])} held-out "
+             f"{r['digits']}-digit problems (seed {r['seed']}), greedy on the RTL",
+             f"{'problem':>14s}{'RTL':>8s}{'golden':>8s}   right"]
+    for p in r["problems"]:
+        same = "" if p["answer"] == p["golden_answer"] else "   <-- differs from golden"
+        lines.append(f"{p['prompt']:>14s}{shown(p['answer']):>8s}"
+                     f"{shown(p['golden_answer']):>8s}   {'yes' if p['right'] else 'NO'}{same}")
+    lines += [
+        f"accuracy  {r['correct']}/{len(r['problems'])} = {r['accuracy']:.0%}; answers "
+        f"{'identical to' if r['answers_identical'] else 'DIFFER from'} golden, prompt logits "
+        f"{'bit-identical' if r['logits_identical'] else 'DIFFER'}, per-layer counters "
+        f"{'equal' if r['model_stats_match'] else 'DIFFER'} ({r['tiles']:,} tiles in "
+        f"{r['seconds']} s on the simulated RTL)",
+    ]
     return "\n".join(lines)
 
 
