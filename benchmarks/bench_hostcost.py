@@ -33,6 +33,7 @@ from tritium.golden.quant import dequantize, quantize_activations  # noqa: E402
 from tritium.host import ops  # noqa: E402
 from tritium.host.arch import resolve_model  # noqa: E402
 from tritium.host.hostcost import (  # noqa: E402
+    Bf16Rows,
     HostParams,
     OpCost,
     calibrate_host,
@@ -57,18 +58,6 @@ def measure(fn: Callable[[], Any], repeat: int = 30, budget_s: float = 3.0) -> f
         fn()
         ts.append(time.perf_counter() - t0)
     return min(ts)
-
-
-class _Bf16:
-    dtype = "BF16"
-
-    def __init__(self, raw: np.ndarray) -> None:
-        self.raw, self.shape = raw, raw.shape
-
-    def block_into(self, a: int, b: int, out: np.ndarray, *, low_zeroed: bool = False
-                   ) -> np.ndarray:
-        out.view(np.uint16).reshape(out.shape[0], out.shape[1], 2)[..., 1] = self.raw[a:b]
-        return out
 
 
 def layer_op(model: ModelShape, name: str, context: int) -> OpCost:
@@ -135,7 +124,7 @@ def rows(p: HostParams) -> list[dict[str, Any]]:
 
     # the whole LM head, bf16 as stored
     raw = (rng.standard_normal((v, h), np.float32).view(np.uint32) >> 16).astype(np.uint16)
-    head = ops.LMHead(_Bf16(raw))  # type: ignore[arg-type]
+    head = ops.LMHead(Bf16Rows(raw))  # type: ignore[arg-type]
     x = rng.standard_normal((1, h), np.float32)
     row("lm_head (bf16)", {o.name: o for o in op_costs(m, 128)}["lm_head"], lambda: head(x))
     return out

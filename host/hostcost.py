@@ -249,6 +249,21 @@ def _best(fn: Any, repeat: int, budget_s: float = 1.5) -> float:
     return best
 
 
+class Bf16Rows:
+    """A bf16 matrix held as raw uint16 rows, read the way ops.LMHead reads a checkpoint's
+    embedding (block by block into float32): for timing the LM head without a checkpoint."""
+
+    dtype = "BF16"
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self.raw, self.shape = raw, raw.shape
+
+    def block_into(self, a: int, b: int, out: np.ndarray, *, low_zeroed: bool = False
+                   ) -> np.ndarray:
+        out.view(np.uint16).reshape(out.shape[0], out.shape[1], 2)[..., 1] = self.raw[a:b]
+        return out
+
+
 def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
     """Measure this machine in a second or two (more when loaded) with host/ops.py's calls:
 
@@ -282,21 +297,10 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
              for f, fn in tiny.items()}
     dispatch = sum(fixed[f] for f in tiny) / sum(CALLS[f] for f in tiny) * 1e-6
 
-    class _Bf16:
-        dtype = "BF16"
-
-        def __init__(self, raw: np.ndarray) -> None:
-            self.raw, self.shape = raw, raw.shape
-
-        def block_into(self, a: int, b: int, out: np.ndarray, *, low_zeroed: bool = False
-                       ) -> np.ndarray:
-            out.view(np.uint16).reshape(out.shape[0], out.shape[1], 2)[..., 1] = self.raw[a:b]
-            return out
-
     vocab, hidden = 16384, 2560
     raw = (rng.standard_normal((vocab, hidden), np.float32).view(np.uint32) >> 16
            ).astype(np.uint16)
-    head = LMHead(_Bf16(raw))  # type: ignore[arg-type]
+    head = LMHead(Bf16Rows(raw))  # type: ignore[arg-type]
     x = rng.standard_normal((1, hidden), np.float32)
     head(x)
     t_head = _best(lambda: head(x), 3)
