@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..golden.config import ArrayConfig
-from ..golden.files import atomic_write_text
+from ..golden.files import atomic_write_text, build_root
 from ..hdl import fpga, pnr
 from ..hdl.fpga import DesignTooLarge as DesignTooLarge
 from .link import LinkParams
@@ -51,7 +51,7 @@ def top_name(board: Board) -> str:
 
 def default_dir(board_name: str) -> Path:
     """Where `tritium build` and `tritium flash` keep a board's files: under $TRITIUM_BUILD."""
-    return fpga.build_root() / "boards" / board_name
+    return build_root() / "boards" / board_name
 
 
 def find_tool(command: str, package: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from .. import __version__
 from ..golden.checks import InputError
 from ..golden.config import ArrayConfig, ConfigError
+from ..golden.files import build_root
 
 VERSION = __version__
 # Errors that mean "this point is not a valid design", as opposed to a tool failing.
@@ -247,7 +248,5 @@ def run_synth(array: dict[str, Any], device: str, pe: str, mode: str,
 
 
 def default_build_root() -> str:
-    from ..hdl.synth import default_build_root
-
-    return str(default_build_root())
+    return str(build_root())
 

@@ -14,8 +14,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from ..golden.files import build_root as build_root
-
 
 class FpgaError(RuntimeError):
     """A synthesis, place-and-route or packing step failed, or was asked for something

@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.config import ArrayConfig, ConfigError
 from ..golden.files import atomic_write_text as write_atomic
+from ..golden.files import build_root as default_build_root
 from . import pnr
 
 # hdl/fpga.py holds the device table and the fit check; the old names stay importable here.
@@ -37,7 +38,6 @@ from .fpga import Device, check_fit, get_device, overflows, read_stat, resource_
 from .fpga import FpgaError as FpgaError
 from .fpga import Resource as Resource
 from .fpga import UnknownDevice as UnknownDevice
-from .fpga import build_root as default_build_root
 from .generate import make_unit, to_verilog
 from .pes import get_pe
 

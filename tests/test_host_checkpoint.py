@@ -339,7 +339,7 @@ def test_master_weights_quantise_like_packed(tmp_path: Path) -> None:
 def test_config_defaults_follow_transformers(model_type) -> None:
     """Where config.json is silent, tritium reads transformers' own default for that model_type
     (BitNetConfig, LlamaConfig), and the estimator's shape record agrees."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     raw = {"model_type": model_type, "quantization_config": {"quant_method": "bitnet"}}
     cfg = ModelConfig.from_dict(raw)
     ref = transformers.AutoConfig.for_model(model_type)

@@ -83,7 +83,7 @@ def outside_the_checkout(tmp: Path):
 
 @pytest.fixture(scope="module")
 def ray_module(tmp_path_factory: pytest.TempPathFactory):
-    ray = pytest.importorskip("ray")
+    import ray
     yield ray, tmp_path_factory.mktemp("ray_cwd")
     ray.shutdown()
 

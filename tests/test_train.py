@@ -19,22 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+import tritium.cli
+from tritium.golden.packing import unpack_hf
+from tritium.golden.quant import quantize_activations, quantize_weights
+from tritium.host import BitNetModel
+from tritium.host.checkpoint import Checkpoint
+from tritium.host.zoo import resolve
+from tritium.train.config import TrainConfig
+from tritium.train.eval_add import all_problems, exact_match, held_out_problems
+from tritium.train.loop import train
+from tritium.train.quant import act_codes, weight_codes
+from tritium.train.tasks import AddTask, is_held_out
 
-import tritium.cli  # noqa: E402
-from tritium.golden.packing import unpack_hf  # noqa: E402
-from tritium.golden.quant import quantize_activations, quantize_weights  # noqa: E402
-from tritium.host import BitNetModel  # noqa: E402
-from tritium.host.checkpoint import Checkpoint  # noqa: E402
-from tritium.host.zoo import resolve  # noqa: E402
-from tritium.train.config import TrainConfig  # noqa: E402
-from tritium.train.eval_add import all_problems, exact_match, held_out_problems  # noqa: E402
-from tritium.train.loop import train  # noqa: E402
-from tritium.train.quant import act_codes, weight_codes  # noqa: E402
-from tritium.train.tasks import AddTask, is_held_out  # noqa: E402
-
-from .parity import TieForcing  # noqa: E402
+from .parity import TieForcing
 
 LOGIT_TOL = 1e-5     # relative to max |logit|
 

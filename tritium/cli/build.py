@@ -12,7 +12,6 @@ from typing import Any
 
 from ..boards.platforms import BOARDS
 from ..boards.protocol import DEFAULT_BAUD
-from ..golden.files import build_root
 from .options import add_array_args, add_json, array_from_args, emit, json_on_stdout, output_dir
 
 HELP = "build a board bitstream (yowasp Yosys + nextpnr from PyPI)"
@@ -34,7 +33,9 @@ def add_out(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def board_dir(args: argparse.Namespace, board: str) -> Path:
-    return args.out if args.out is not None else build_root() / "boards" / board
+    from ..boards.build import default_dir
+
+    return args.out if args.out is not None else default_dir(board)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
