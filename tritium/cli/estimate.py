@@ -20,15 +20,18 @@ ESTIMATE_DEFAULTS: dict[str, Any] = {"rows": 32, "cols": 32, "clock_mhz": 250.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="NAME_OR_DIR",
-                   help="a named model (e.g. bitnet-b1.58-2B-4T) or a checkpoint folder "
-                   "holding config.json")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="NAME_OR_DIR",
+                     help="a named model (e.g. bitnet-b1.58-2B-4T) or a checkpoint folder "
+                     "holding config.json")
+    add_onnx_arguments(p, src)
     # The DRAM bandwidth comes from --dram-gbps and --clock-mhz: --dram-bytes-per-cycle is
     # hidden and only there to be refused with a pointer to --dram-gbps.
     add_array_args(p, auto_dataflow=True, hide=("dram_bytes_per_cycle",), dataflow=AUTO,
                    **ESTIMATE_DEFAULTS)
-    p.add_argument("--dram-gbps", type=float, required=True, metavar="B",
-                   help="DRAM bandwidth in GB/s (10^9 bytes/s)")
+    p.add_argument("--dram-gbps", type=float, default=None, metavar="B",
+                   help="DRAM bandwidth in GB/s (10^9 bytes/s); required with --model (with "
+                   "--onnx, default: --dram-bytes-per-cycle at --clock-mhz)")
     p.add_argument("--node-nm", type=float, default=None, metavar="N",
                    help="technology node for the energy table (node scaling; default: the "
                    "table's own, 45 nm for the shipped Horowitz table)")
@@ -86,6 +89,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         resolve,
     )
 
+    if args.dram_gbps is None:
+        raise CliError("estimate --model needs --dram-gbps, the DRAM bandwidth in GB/s")
     _positive("--clock-mhz", args.clock_mhz)
     _positive("--dram-gbps", args.dram_gbps)
     if args.node_nm is not None:
@@ -186,6 +191,10 @@ def summary(r: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.onnx is not None:
+        result = build_onnx(args)
+        emit(args, result, lambda: onnx_summary(result))
+        return 0
     result = build(args)
     if args.plot is not None:
         from ..host.plots import write_plots
@@ -193,3 +202,90 @@ def run(args: argparse.Namespace) -> int:
         result["plots"] = [str(p) for p in write_plots(result, args.plot)]
     emit(args, result, lambda: summary(result))
     return 0
+
+
+# --- ONNX graphs ---------------------------------------------------------------------------
+
+def add_onnx_arguments(p: argparse.ArgumentParser, src: Any) -> None:
+    src.add_argument("--onnx", type=Path, metavar="FILE",
+                     help="an ONNX graph: cycles and energy of each node the accelerator "
+                     "would run (see `tritium run --onnx`)")
+    g = p.add_argument_group("ONNX graphs", "input shapes for --onnx when the graph's are "
+                             "dynamic")
+    g.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="the shape of graph input NAME, e.g. x=1,3,32,32 (repeatable)")
+    g.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="take the input shapes from these arrays (as `tritium run --onnx`)")
+
+
+def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """["x=1,3,8,8"] -> {"x": (1, 3, 8, 8)}; a malformed entry is one line naming it."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, eq, dims = item.partition("=")
+        try:
+            if not (eq and name):
+                raise ValueError
+            out[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise CliError(f"--shape {item!r} must be NAME=D1,D2,... with integer "
+                           "dimensions, e.g. x=1,3,32,32") from None
+    return out
+
+
+def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from ..golden.config import ArrayConfig
+    from ..golden.energy import EnergyTable
+    from ..host.estimate import DATAFLOW_CHOICES, EstimateConfig
+    from ..host.onnx.graph_estimate import estimate_onnx
+    from .run import load_npz
+
+    for opt in ("prompt_len", "gen_len", "sparsity", "context", "plot", "host_gbps",
+                "host_gflops", "link_gbps"):
+        if getattr(args, opt, None) is not None:
+            raise CliError(f"--{opt.replace('_', '-')} is for --model; an ONNX graph's "
+                           "weights and shapes come from the graph")
+    _positive("--clock-mhz", args.clock_mhz)
+    if args.dram_gbps is not None:
+        _positive("--dram-gbps", args.dram_gbps)
+    if args.node_nm is not None:
+        _positive("--node-nm", args.node_nm)
+    if args.dataflow not in DATAFLOW_CHOICES:
+        raise CliError(f"--dataflow must be one of {', '.join(DATAFLOW_CHOICES)}, got "
+                       f"{args.dataflow!r}")
+    if not 0 < args.weight_bits <= 8:
+        raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
+    values = {f.name: getattr(args, f.name) for f in fields(ArrayConfig)
+              if getattr(args, f.name, None) is not None}
+    values["dataflow"] = "ws" if args.dataflow == "auto" else args.dataflow
+    cfg = ArrayConfig(**values)
+    shapes = {}
+    if args.inputs is not None:
+        shapes = {k: tuple(v.shape) for k, v in load_npz(args.inputs, "--inputs").items()}
+    shapes.update(parse_shapes(args.shape))
+    table = EnergyTable.load(args.energy_table).at_node(args.node_nm)
+    ecfg = EstimateConfig(cfg, args.dram_gbps, dataflow=args.dataflow,
+                          weight_bits=args.weight_bits)
+    return estimate_onnx(args.onnx, ecfg, table, shapes)
+
+
+def onnx_summary(r: dict[str, Any]) -> str:
+    a, t = r["array"], r["total"]
+    part = r["partition"]
+    lines = [f"{r['onnx']} on a {a['rows']}x{a['cols']} array at {a['clock_mhz']:g} MHz, "
+             f"{r['memory']['dram_bytes_per_cycle']:.3g} B/cycle DRAM, dataflow "
+             f"{r['dataflow']}: {len(part['accelerator'])} accelerator nodes, "
+             f"{len(part['cpu'])} CPU nodes"]
+    head = f"  {'node':<20} {'op':<13} {'cycles':>12} {'MACs':>12} {'zero skips':>12} " \
+           f"{'energy uJ':>10}"
+    lines.append(head)
+    for n in [*r["nodes"], {"node": "total", "op": "", **t}]:
+        lines.append(f"  {n['node']:<20} {n['op']:<13} {n['cycles']:>12,.0f} "
+                     f"{n['macs']:>12,} {n['zero_skips']:>12,} {n['energy_j'] * 1e6:>10.4g}")
+    lines.append(f"  {t['seconds'] * 1e6:.4g} us on the accelerator; energy: " + ", ".join(
+        f"{k} {v * 1e6:.3g} uJ" for k, v in r["energy_groups_j"].items()))
+    for node, why in part["reasons"].items():
+        lines.append(f"  cpu {node}: {why}")
+    return "\n".join(lines)

@@ -1,7 +1,11 @@
 """Load a Hugging Face BitNet b1.58 checkpoint folder (config.json + *.safetensors), generate
 tokens greedily with every BitLinear matmul on the chosen backend (golden: NumPy; rtl: the
 Verilator-simulated accelerator; board: an FPGA over its serial link), and print the result
-and a per-layer report of tiles, cycles, MACs and zero-weight skips."""
+and a per-layer report of tiles, cycles, MACs and zero-weight skips.
+
+With --onnx FILE --inputs FILE.npz, run any ONNX graph instead: its ternary layers on the
+backend, everything else in onnxruntime (tritium.host.OnnxModel); print the partition and the
+per-node report, and with -o write the outputs to a .npz."""
 
 from __future__ import annotations
 
@@ -14,14 +18,23 @@ from typing import Any
 from ..boards.protocol import DEFAULT_BAUD
 from ..golden.config import ArrayConfig
 from ..host import zoo
-from .options import AUTO, CliError, add_array_args, add_json, array_from_args, emit, json_on_stdout
+from .options import (
+    AUTO,
+    CliError,
+    add_array_args,
+    add_json,
+    array_from_args,
+    emit,
+    json_on_stdout,
+    output_file,
+)
 
 HELP = "run a BitNet b1.58 checkpoint with every ternary matmul on a backend"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder")
-    src = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--model", metavar="DIR", help="checkpoint folder (or give --onnx)")
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", metavar="TEXT",
                      help="prompt text (needs tokenizer.json in the model folder)")
     src.add_argument("--tokens", metavar="IDS", help="prompt token ids, e.g. 1,2,3")
@@ -38,6 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep generating past an end-of-sequence token")
     add_array_args(p, auto_dataflow=True, rows=4, cols=4)
     add_json(p)
+    onnx = p.add_argument_group("ONNX graphs", "run an ONNX graph instead of a checkpoint")
+    onnx.add_argument("--onnx", type=Path, metavar="FILE",
+                      help="ONNX model: ternary MatMulInteger/ConvInteger and QONNX-quantised "
+                      "MatMul/Gemm/Conv on the backend, the rest in onnxruntime")
+    onnx.add_argument("--inputs", type=Path, metavar="FILE.npz",
+                      help="the graph's inputs, one array per input name (numpy.savez)")
+    onnx.add_argument("-o", "--output", type=output_file, metavar="OUT.npz",
+                      help="write the graph's outputs here, one array per output name")
+    # run() reports a missing --model or prompt the way argparse reports required options
+    p.set_defaults(parser=p)
 
 
 def parse_tokens(text: str) -> list[int]:
@@ -110,6 +133,16 @@ def run(args: argparse.Namespace) -> int:
     if args.backend not in backend_names():
         raise CliError(f"unknown backend {args.backend!r}; known backends: "
                        f"{', '.join(backend_names())}")
+    if args.onnx is not None:
+        return run_onnx(args)
+    for opt in ("inputs", "output"):
+        if getattr(args, opt) is not None:
+            raise CliError(f"--{opt} goes with --onnx FILE; a checkpoint (--model) takes "
+                           "--prompt or --tokens")
+    if args.model is None:
+        args.parser.error("the following arguments are required: --model (or --onnx)")
+    if args.prompt is None and args.tokens is None:
+        args.parser.error("one of the arguments --prompt --tokens is required")
     if args.max_new_tokens < 0:
         raise CliError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     model_dir = zoo.resolve(args.model) or Path(args.model)
@@ -120,19 +153,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--prompt needs {model_dir / 'tokenizer.json'}, which does not "
                            "exist; give token ids with --tokens instead")
     prompt_ids = parse_tokens(args.tokens) if args.tokens is not None else None
-    opts: dict[str, Any] = {}
     auto = args.dataflow == AUTO
-    if auto:   # one array per dataflow; each matmul on the faster one
-        opts["dataflow"] = AUTO
-    cfg = array_from_args(args, dataflow="ws") if auto else array_from_args(args)
-    if args.backend == "board":
-        if not args.port:
-            raise CliError("--backend board needs --port, the board's serial device")
-        if args.baud <= 0:
-            raise CliError(f"--baud must be a positive number of bits per second, got "
-                           f"{args.baud}")
-        # The board reports its own array in its identification frame; run on that one.
-        cfg, opts = None, {"port": args.port, "baud": args.baud}
+    cfg, opts = _backend_setup(args)
     show = not json_on_stdout(args)
 
     if args.backend == "rtl" and show:
@@ -185,6 +207,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_setup(args: argparse.Namespace) -> tuple[ArrayConfig | None, dict[str, Any]]:
+    """The array and backend options --backend, --dataflow and the board options ask for."""
+    opts: dict[str, Any] = {}
+    auto = args.dataflow == AUTO
+    if auto:   # one array per dataflow; each matmul on the faster one
+        opts["dataflow"] = AUTO
+    cfg = array_from_args(args, dataflow="ws") if auto else array_from_args(args)
+    if args.backend == "board":
+        if not args.port:
+            raise CliError("--backend board needs --port, the board's serial device")
+        if args.baud <= 0:
+            raise CliError(f"--baud must be a positive number of bits per second, got "
+                           f"{args.baud}")
+        # The board reports its own array in its identification frame; run on that one.
+        return None, {"port": args.port, "baud": args.baud}
+    return cfg, opts
+
+
 def _report(r: dict[str, Any], cfg: ArrayConfig, gen_s: float) -> str:
     m, a, stats = r["config"], r["array"], r["stats"]
     ids, new = r["prompt_tokens"], r["new_tokens"]
@@ -222,3 +262,107 @@ def link_line(k: dict[str, Any]) -> str:
             f"compute {k['compute_seconds']:.3f} s\n"
             f"retries {k['retries']:,} ({k['timeouts']:,} timeouts, {k['bad_frames']:,} bad "
             f"answers, {k['stale']:,} stale answers)")
+
+
+# --- ONNX graphs ---------------------------------------------------------------------------
+
+def load_npz(path: Path, option: str) -> dict[str, Any]:
+    """The arrays of a .npz file by name; a missing or unreadable file is one line."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.exists():
+        raise CliError(f"{option}: {path} does not exist (expected a .npz of arrays by name)")
+    if path.is_dir():
+        raise CliError(f"{option}: {path} is a folder; give a .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise CliError(f"{option}: {path} holds one array, not a .npz of arrays by "
+                               "name (write it with numpy.savez)")
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise CliError(f"{option}: {path} is not a .npz archive of arrays ({exc})") from None
+
+
+def save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """All the arrays in one .npz, written atomically (never half a file)."""
+    import io
+
+    import numpy as np
+
+    from ..golden.files import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    """tritium run --onnx FILE --inputs FILE.npz [-o OUT.npz]."""
+    from ..host.onnx.model import OnnxModel
+
+    for opt in ("model", "prompt", "tokens"):
+        if getattr(args, opt) is not None:
+            raise CliError(f"--onnx runs an ONNX graph; drop --{opt}, which is for checkpoints")
+    if args.inputs is None:
+        raise CliError("--onnx needs --inputs FILE.npz holding one array per graph input")
+    feeds = load_npz(args.inputs, "--inputs")
+    cfg, opts = _backend_setup(args)
+    show = not json_on_stdout(args)
+    if args.backend == "rtl" and show and cfg is not None:
+        print(f"rtl: building (or reusing) the Verilator model of {cfg.name()} ...",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    model = OnnxModel(args.onnx, backend=args.backend, array=cfg, **opts)
+    load_s = time.perf_counter() - t0
+    with model:
+        t1 = time.perf_counter()
+        outs = model.run(None, feeds)
+        run_s = time.perf_counter() - t1
+        names = model.output_names
+        cfg = model.backend.array
+        link_stats = getattr(getattr(model.backend, "device", None), "stats", None)
+        result = {
+            "onnx": str(args.onnx),
+            "inputs": str(args.inputs),
+            "backend": args.backend,
+            "array": cfg.to_dict(),
+            "dataflow": AUTO if args.dataflow == AUTO else cfg.dataflow,
+            "partition": model.partition,
+            "outputs": {n: {"shape": list(o.shape), "dtype": str(o.dtype)}
+                        for n, o in zip(names, outs, strict=True)},
+            "output_file": str(args.output) if args.output is not None else None,
+            "seconds": {"load": round(load_s, 3), "run": round(run_s, 3)},
+            "stats": model.stats.as_dict(),
+            "dataflow_calls": getattr(model.backend, "dataflow_calls", None),
+            "dataflow_cycles": getattr(model.backend, "dataflow_cycles", None),
+            "link": link_stats.as_dict() if hasattr(link_stats, "as_dict") else None,
+        }
+    if args.output is not None:
+        save_npz(args.output, dict(zip(names, outs, strict=True)))
+    emit(args, result, lambda: _onnx_report(result, cfg))
+    return 0
+
+
+def _onnx_report(r: dict[str, Any], cfg: ArrayConfig) -> str:
+    part, stats = r["partition"], r["stats"]
+    lines = [f"graph   {r['onnx']} on backend {r['backend']}, {cfg.name()}",
+             f"nodes   {len(part['accelerator'])} on the accelerator "
+             f"({', '.join(part['accelerator']) or 'none'}), {len(part['cpu'])} on the CPU "
+             f"({part['onnxruntime_sessions']} onnxruntime sessions)"]
+    for node, why in part["reasons"].items():
+        lines.append(f"  cpu   {node}: {why}")
+    for name, o in r["outputs"].items():
+        lines.append(f"output  {name}: {o['dtype']} {o['shape']}")
+    if r["output_file"]:
+        lines.append(f"wrote   {r['output_file']}")
+    sec = r["seconds"]
+    lines.append(f"time    load {sec['load']:.2f} s, run {sec['run']:.2f} s; backend "
+                 f"{stats['backend_seconds']:.2f} s, onnxruntime "
+                 f"{stats['onnxruntime_seconds']:.2f} s")
+    if r["link"] is not None:
+        lines.append(link_line(r["link"]))
+    rows = [*stats["nodes"].items(), ("total", stats["total"])]
+    return "\n\n".join(["\n".join(lines), _table("node", rows)])
