@@ -1,7 +1,8 @@
 """OnnxModel on a network tritium did not write: a small ternary CNN trained with Brevitas
 (2-bit narrow weights, one scale per channel for the conv and per tensor for the linear;
 signed 8-bit activation quantisers), exported to QONNX and cleaned with qonnx's cleanup, as a
-user would. The reference is qonnx's own executor (qonnx.core.onnx_exec.execute_onnx).
+user would (onnxoptimizer's fuse and elimination passes, then qonnx's cleanup). The
+reference is qonnx's own executor (qonnx.core.onnx_exec.execute_onnx).
 
 The integer-valued tensors, every QONNX Quant output, are compared bit for bit; the outputs of
 the accelerated Conv and Gemm agree to 1e-5 of their max|y| (the array sums exact integers
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxoptimizer
 import pytest
 from onnx import helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -98,7 +100,9 @@ def _train_and_export(path: Path) -> Path:
     net.eval()
     raw = path.with_suffix(".raw.onnx")
     export_qonnx(net, torch.randn(3, 2, 8, 8), export_path=str(raw))
-    cleaned = cleanup_model(ModelWrapper(str(raw)))
+    optimized = onnxoptimizer.optimize(onnx.load(str(raw)),
+                                       onnxoptimizer.get_fuse_and_elimination_passes())
+    cleaned = cleanup_model(ModelWrapper(optimized))
     cleaned.save(str(path))
     return path
 

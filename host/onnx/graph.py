@@ -156,7 +156,6 @@ class Graph:
     inputs: list[Any]                       # graph inputs a caller feeds (ValueInfoProto)
     outputs: list[str]
     producer: dict[str, int] = field(default_factory=dict)     # tensor -> node index
-    consumers: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def from_model(cls, model: Any, path: str) -> Graph:
@@ -172,15 +171,10 @@ class Graph:
             for o in n.output:
                 if o:
                     graph.producer[o] = i
-            for x in node_inputs(n):
-                graph.consumers.setdefault(x, []).append(i)
         for n in nodes:
             if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
                 graph.consts[n.output[0]] = constant_value(n)
         return graph
-
-    def name(self, node: Any) -> str:
-        return self.names[self.nodes.index(node)]
 
     def const(self, tensor: str) -> np.ndarray | None:
         return self.consts.get(tensor) if tensor else None

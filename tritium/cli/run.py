@@ -348,7 +348,11 @@ def run_onnx(args: argparse.Namespace) -> int:
 
 def _onnx_report(r: dict[str, Any], cfg: ArrayConfig) -> str:
     part, stats = r["partition"], r["stats"]
-    lines = [f"graph   {r['onnx']} on backend {r['backend']}, {cfg.name()}",
+    where = cfg.name()
+    if r["dataflow"] == AUTO and r["dataflow_calls"]:
+        where = f"{cfg.rows}x{cfg.cols} PEs, dataflow auto: " + ", ".join(
+            f"{df} {calls:,} matmuls" for df, calls in r["dataflow_calls"].items())
+    lines = [f"graph   {r['onnx']} on backend {r['backend']}, {where}",
              f"nodes   {len(part['accelerator'])} on the accelerator "
              f"({', '.join(part['accelerator']) or 'none'}), {len(part['cpu'])} on the CPU "
              f"({part['onnxruntime_sessions']} onnxruntime sessions)"]
