@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    **ESTIMATE_DEFAULTS)
     p.add_argument("--dram-gbps", type=float, default=None, metavar="B",
                    help="DRAM bandwidth in GB/s (10^9 bytes/s); required with --model (with "
-                   "--onnx, default: --dram-bytes-per-cycle at --clock-mhz)")
+                   "--onnx, default: the array's 16 bytes per clock)")
     p.add_argument("--node-nm", type=float, default=None, metavar="N",
                    help="technology node for the energy table (node scaling; default: the "
                    "table's own, 45 nm for the shipped Horowitz table)")
@@ -238,7 +238,8 @@ def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..golden.config import ArrayConfig
     from ..golden.energy import EnergyTable
-    from ..host.estimate import DATAFLOW_CHOICES, EstimateConfig
+    from ..golden.memory import MemoryConfig
+    from ..host.estimate import DATAFLOW_CHOICES, EstimateConfig, array_bytes_per_cycle
     from ..host.onnx.graph_estimate import estimate_onnx
     from .run import load_npz
 
@@ -257,9 +258,15 @@ def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
                        f"{args.dataflow!r}")
     if not 0 < args.weight_bits <= 8:
         raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
+    if getattr(args, "dram_bytes_per_cycle", None) is not None:
+        raise CliError("estimate takes the DRAM bandwidth as --dram-gbps (with --clock-mhz); "
+                       "drop --dram-bytes-per-cycle")
     values = {f.name: getattr(args, f.name) for f in fields(ArrayConfig)
               if getattr(args, f.name, None) is not None}
     values["dataflow"] = "ws" if args.dataflow == "auto" else args.dataflow
+    if args.dram_gbps is not None:
+        mem = MemoryConfig(args.dram_gbps * 1e9 / (args.clock_mhz * 1e6), args.weight_bits)
+        values["dram_bytes_per_cycle"] = array_bytes_per_cycle(mem)
     cfg = ArrayConfig(**values)
     shapes = {}
     if args.inputs is not None:
