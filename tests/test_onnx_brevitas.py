@@ -174,6 +174,7 @@ def test_brevitas_cnn_on_golden(brevitas_onnx, tmp_path) -> None:
         assert part["reasons"] == {}
         assert set(part["qonnx_in_tritium"]) == {n.name for n in nodes["Quant"]}
         assert {n.name for n in nodes["MaxPool"]} <= set(part["cpu"])
+        assert part["onnxruntime_sessions"] == 2     # ReLU + MaxPool, then the Reshape
         _check(m, path, feeds)
         # the Gemm's activation is the flattened [3, 64] output of the second Quant; its
         # events are golden's for the ternary weight the Quant gives the [5, 64] weights

@@ -69,6 +69,8 @@ def test_mlp_on_golden(graphs) -> None:
         assert m.partition["accelerator"] == ["mm1", "mm2"]
         assert "mm1" not in m.partition["cpu"] and "relu_21" in m.partition["cpu"]
         assert m.partition["reasons"] == {}
+        # quantise | mm1 | rescale, ReLU, QuantizeLinear | mm2 | rescale: three CPU runs
+        assert m.partition["onnxruntime_sessions"] == 3
         got = m.run(None, feeds)
         assert_matches(got, reference(p, feeds))
         # one output by name, as onnxruntime takes them
@@ -88,6 +90,7 @@ def test_cnn_on_golden(graphs) -> None:
     with OnnxModel(p, array=ARRAY) as m:
         assert m.partition["accelerator"] == ["conv1", "conv2", "fc"]
         assert {"maxpool_20", "flatten_39"} <= set(m.partition["cpu"])
+        assert m.partition["onnxruntime_sessions"] == 4
         got = m.run(None, feeds)
         assert_matches(got, reference(p, feeds))
         # conv2: 2 groups, each a [n*4*2, 2*2*2] x [8, 3] GEMM on the array
