@@ -22,6 +22,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.general.bipolar_quant import binary_quant
 from qonnx.custom_op.general.intquant import int_quant
+from qonnx.custom_op.general.trunc import trunc_v1, trunc_v2
 from qonnx.util.cleanup import cleanup_model
 
 from tritium.golden import ArrayConfig, gemm_events
@@ -32,7 +33,7 @@ ARRAY = ArrayConfig(rows=4, cols=4)
 FLOAT_TOL = 1e-5    # of max|y|
 
 
-def test_quant_is_bit_exact_with_qonnx() -> None:
+def test_quantisers_are_bit_exact_with_qonnx() -> None:
     rng = np.random.default_rng(0)
     for trial in range(200):
         shape = (3, 4, 5)
@@ -53,6 +54,19 @@ def test_quant_is_bit_exact_with_qonnx() -> None:
     x[0, 0] = 0.0
     s = np.float32(0.3)
     np.testing.assert_array_equal(tq.bipolar_quant(x, s), binary_quant(x, s))
+    for trial in range(50):
+        scale = np.float32(2.0 ** -rng.integers(2, 6))
+        x = (rng.integers(-2000, 2000, size=(5, 7)) * scale).astype(np.float32)
+        zp = np.float32(rng.choice([0.0, 2.0]))
+        ib, ob = np.float32(rng.integers(9, 13)), np.float32(rng.integers(2, 8))
+        mode = str(rng.choice(["FLOOR", "ROUND", "CEIL", "HALF_UP"]))
+        np.testing.assert_array_equal(tq.trunc_v1(x, scale, zp, ib, ob, mode),
+                                      trunc_v1(x, scale, zp, ib, ob, mode), f"v1 {trial}")
+        out_scale = np.float32(scale * 2.0 ** rng.integers(0, 5))
+        signed, narrow = bool(rng.integers(2)), bool(rng.integers(2))
+        np.testing.assert_array_equal(
+            tq.trunc_v2(x, scale, zp, ib, narrow, signed, out_scale, ob, mode),
+            trunc_v2(x, scale, zp, ib, narrow, signed, out_scale, ob, mode), f"v2 {trial}")
 
 
 def _train_and_export(path: Path) -> Path:
