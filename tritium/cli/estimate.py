@@ -13,7 +13,8 @@ from .options import AUTO, CliError, add_array_args, add_json, emit, output_dir
 
 HOST_LINK_DEFAULT = 4.0   # GB/s: PCIe 2.0 x8 / a KV260's AXI HP port order of magnitude
 DEFAULT_LEN = 128   # prompt and generated tokens when the user names neither
-HELP = "estimate tokens/s and J/token of an array on a BitNet b1.58 model"
+HELP = ("estimate tokens/s and J/token of an array on a BitNet b1.58 model (or cycles and "
+        "energy per node of an ONNX graph)")
 
 # The model needs K up to 6912 (2B-4T down_proj) and a decode-sized array by default.
 ESTIMATE_DEFAULTS: dict[str, Any] = {"rows": 32, "cols": 32, "clock_mhz": 250.0}

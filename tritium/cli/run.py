@@ -29,7 +29,8 @@ from .options import (
     output_file,
 )
 
-HELP = "run a BitNet b1.58 checkpoint with every ternary matmul on a backend"
+HELP = ("run a BitNet b1.58 checkpoint, or an ONNX graph, with every ternary matmul on a "
+        "backend")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
