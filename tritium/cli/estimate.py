@@ -1,6 +1,10 @@
 """Price every ternary matmul of a BitNet b1.58 model (prefill and decode) on an array
 configuration with the RTL-validated cycle model, a DRAM bandwidth and an energy table; report
-tokens/s, the DRAM roofline, utilisation and J/token."""
+tokens/s, the DRAM roofline, utilisation and J/token.
+
+With --onnx FILE, price each node of an ONNX graph the accelerator would run (as `tritium run
+--onnx` partitions it): cycles, MACs, zero skips and energy, with shapes from onnx shape
+inference (--shape NAME=D1,D2,... or --inputs FILE.npz for dynamic dimensions)."""
 
 from __future__ import annotations
 
