@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from tests.onnx_graphs import cnn, mlp
+from tests.onnx_graphs import Builder, cnn, f32, mlp
 from tritium.cli import main
 from tritium.golden import ArrayConfig, gemm_cycles, gemm_events
 from tritium.host import OnnxModel
@@ -132,6 +132,30 @@ def test_reduction_longer_than_max_k_stays_on_the_cpu(graphs) -> None:
         assert "K=24 exceeds the array's max_k=16" in m.partition["reasons"]["mm1"]
         feeds = feeds_for("mlp")
         assert_matches(m.run(None, feeds), reference(graphs["mlp"], feeds))
+
+
+def test_cpu_nodes_gather_into_few_sessions(tmp_path) -> None:
+    """The file lists quantise, mm, a CPU side branch, then mm_b (reading the same codes as
+    mm): cutting that order into runs would take three onnxruntime sessions; the side branch
+    joins the first and both matmuls run back to back, so two. The branch's float MatMul is
+    reported."""
+    b = Builder(5)
+    q, inv = b.absmax_int8("x")
+    acc = b.node("MatMulInteger", [q, b.const(b.ternary((24, 16)), "w")], name="mm")
+    side = b.node("MatMul", [b.node("Relu", ["x"], name="side_relu"),
+                             b.const(b.rng.normal(size=(24, 16)).astype(np.float32))],
+                  name="side_mm")
+    acc_b = b.node("MatMulInteger", [q, b.const(b.ternary((24, 16)), "wb")], name="mm_b")
+    y = b.node("Add", [b.rescale(acc, inv, 0.5), side])
+    y = b.node("Add", [y, b.rescale(acc_b, inv, 0.25)], name="y")
+    p = b.save(tmp_path / "branch.onnx", [f32("x", ["batch", 24])], [f32(y, ["batch", 16])])
+    with OnnxModel(p, array=ARRAY) as m:
+        assert m.partition["accelerator"] == ["mm", "mm_b"]
+        assert m.partition["onnxruntime_sessions"] == 2
+        assert "is a float constant, not the output of a QONNX Quant" in \
+            m.partition["reasons"]["side_mm"]
+        feeds = feeds_for("mlp", seed=2)
+        assert_matches(m.run(None, feeds), reference(p, feeds))
 
 
 def test_bad_inputs_are_one_line(graphs, tmp_path) -> None:

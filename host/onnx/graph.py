@@ -5,6 +5,7 @@ the feeds checked against its inputs. Every problem is one line naming the file,
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,27 +311,36 @@ def _dims(dims: list[Any]) -> str:
 
 
 def toposort(nodes: list[Any], available: set[str], path: str) -> list[Any]:
-    """Nodes in an order where each runs after the producers of its inputs (Kahn; stable)."""
-    produced = {o for n in nodes for o in n.output if o}
-    have = set(available)
-    pending = list(range(len(nodes)))
-    order: list[Any] = []
-    while pending:
-        rest = []
-        for i in pending:
-            needs = [x for x in node_inputs(nodes[i]) if x in produced and x not in have]
-            if needs:
-                rest.append(i)
-            else:
-                order.append(nodes[i])
-                have.update(o for o in nodes[i].output if o)
-        if len(rest) == len(pending):
-            n = nodes[rest[0]]
-            raise OnnxError(f"{path}: the graph has a cycle through node "
-                            f"{n.name or n.op_type!r}")
-        pending = rest
-    missing = sorted({x for n in nodes for x in node_inputs(n)} - produced - available)
+    """Nodes in an order where each runs after the producers of its inputs (Kahn's algorithm;
+    ties keep the file's order)."""
+    producer: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for o in n.output:
+            if o:
+                producer[o] = i
+    missing = sorted({x for n in nodes for x in node_inputs(n)} - set(producer) - available)
     if missing:
         raise OnnxError(f"{path}: tensor {missing[0]!r} is read by a node but no node, input "
                         f"or initializer defines it")
+    users: list[list[int]] = [[] for _ in nodes]
+    waiting = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        deps = {producer[x] for x in node_inputs(n) if x in producer and x not in available}
+        waiting[i] = len(deps)
+        for d in deps:
+            users[d].append(i)
+    ready = [i for i in range(len(nodes)) if not waiting[i]]
+    heapq.heapify(ready)
+    order: list[Any] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for u in users[i]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, u)
+    if len(order) < len(nodes):
+        n = nodes[next(i for i in range(len(nodes)) if waiting[i])]
+        raise OnnxError(f"{path}: the graph has a cycle through node "
+                        f"{n.name or n.op_type!r}")
     return order

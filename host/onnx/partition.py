@@ -17,6 +17,7 @@ constant. The rest run in onnxruntime, one session per maximal run of CPU nodes.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ...golden.config import ArrayConfig
 from . import qonnx
-from .graph import GRID_PRESERVING, Graph
+from .graph import GRID_PRESERVING, Graph, node_inputs
 from .lowering import AccelNode, ConvGeom, Grid
 
 # Node types that are candidates for the accelerator (the partition says why one is not).
@@ -313,29 +314,34 @@ def partition(graph: Graph, array: ArrayConfig) -> Plan:
 def schedule(graph: Graph, plan: Plan) -> list[Step]:
     """A topological order cut into steps, keeping CPU nodes together: while a run of CPU
     nodes is open it takes every CPU node that becomes ready; otherwise accelerator and QONNX
-    nodes go first, so CPU nodes gather behind them into as few sessions as possible."""
+    nodes go first, so CPU nodes gather behind them into as few sessions as possible. Among
+    nodes of one kind, the graph's order decides."""
     run = [i for i in range(len(graph.nodes)) if i not in plan.folded]
     kind = {i: "accel" if i in plan.accel else "qonnx" if i in plan.qonnx_nodes else "ort"
             for i in run}
-    deps: dict[int, set[int]] = {}
+    users: dict[int, list[int]] = {i: [] for i in run}
+    waiting: dict[int, int] = {}
     for i in run:
-        from .graph import node_inputs
-
-        deps[i] = {graph.producer[x] for x in node_inputs(graph.nodes[i])
-                   if x in graph.producer and graph.producer[x] in kind}
-    done: set[int] = set()
+        deps = {graph.producer[x] for x in node_inputs(graph.nodes[i])
+                if x in graph.producer and graph.producer[x] in kind}
+        waiting[i] = len(deps)
+        for d in deps:
+            users[d].append(i)
+    ready: dict[bool, list[int]] = {True: [], False: []}     # is_cpu -> heap of indices
+    for i in run:
+        if not waiting[i]:
+            heapq.heappush(ready[kind[i] == "ort"], i)
     steps: list[Step] = []
-    pending = list(run)
-    while pending:
-        ready = [i for i in pending if deps[i] <= done]
+    while ready[True] or ready[False]:
         cur = steps[-1] if steps else None
-        if cur is not None and cur.kind == "ort" and any(kind[i] == "ort" for i in ready):
-            pick = next(i for i in ready if kind[i] == "ort")
+        if cur is not None and cur.kind == "ort" and ready[True]:
+            pick = heapq.heappop(ready[True])
             cur.nodes.append(pick)
         else:
-            other = [i for i in ready if kind[i] != "ort"]
-            pick = other[0] if other else ready[0]
+            pick = heapq.heappop(ready[False] or ready[True])
             steps.append(Step(kind[pick], [pick]))
-        done.add(pick)
-        pending.remove(pick)
+        for u in users[pick]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready[kind[u] == "ort"], u)
     return steps
