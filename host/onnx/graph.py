@@ -19,6 +19,10 @@ from . import qonnx
 # onnxruntime's CPU provider warns below opset 7 and every accelerated op needs 10 or later
 # (MatMulInteger, ConvInteger); the newest is the installed onnx package's.
 MIN_OPSET = 7
+# Constants larger than this (bytes) are fed to onnxruntime sessions at run time and left out of
+# the models handed to shape inference, rather than serialised into them: a protobuf holds
+# at most 2 GB, and a large weight needs neither.
+BIG_CONST = 1 << 20
 # Domains whose ops onnxruntime runs; QONNX's are run by tritium (qonnx.py).
 ORT_DOMAINS = ("", "ai.onnx", "com.microsoft", "ai.onnx.ml")
 # Ops that keep a tensor on its quantisation grid (same scale, values a subset of the codes):
@@ -237,12 +241,20 @@ class Graph:
 
     def _inferable(self) -> Any:
         """A copy of the model onnx shape inference can read: QONNX's quantisers keep their
-        input's shape and float type, so they become Identity."""
+        input's shape and float type, so they become Identity; large initializers become
+        typed inputs, so a model past protobuf's 2 GB (external data) stays inferable."""
         import onnx
         from onnx import helper
 
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
+        big = [t for t in m.graph.initializer if self.consts[t.name].nbytes > BIG_CONST]
+        for t in big:
+            m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, t.dims))
+        keep_init = [t for t in m.graph.initializer
+                     if self.consts[t.name].nbytes <= BIG_CONST]
+        del m.graph.initializer[:]
+        m.graph.initializer.extend(keep_init)
         del m.graph.node[:]
         for n in self.nodes:
             m.graph.node.append(helper.make_node("Identity", [n.input[0]], [n.output[0]],

@@ -25,7 +25,7 @@ from ...golden.config import ArrayConfig
 from ..backends import Backend, make_backend
 from ..model import ProjStats
 from . import qonnx
-from .graph import Graph, OnnxError, load, node_inputs
+from .graph import BIG_CONST, Graph, OnnxError, load, node_inputs
 from .partition import Plan, Step, partition
 
 
@@ -75,8 +75,11 @@ class _Session:
         reads: list[str] = []
         for n in self.nodes:
             reads += [x for x in node_inputs(n) if x not in produced and x not in reads]
-        self.consts = [x for x in reads if x in graph.consts]
-        self.inputs = [x for x in reads if x not in graph.consts]
+        # small constants are initializers of the sub-model; large ones are fed each call
+        # (onnxruntime reads the NumPy array in place, and the sub-model stays under 2 GB)
+        self.consts = [x for x in reads
+                       if x in graph.consts and graph.consts[x].nbytes <= BIG_CONST]
+        self.inputs = [x for x in reads if x not in self.consts]
         self.outputs = [o for n in self.nodes for o in n.output if o and o in needed]
         self._sessions: dict[tuple[str, ...], Any] = {}
 
@@ -108,7 +111,7 @@ class _Session:
                             ) from None
 
     def run(self, env: dict[str, np.ndarray]) -> None:
-        feeds = {x: env[x] for x in self.inputs}
+        feeds = {x: env[x] if x in env else self.graph.consts[x] for x in self.inputs}
         key = tuple(feeds[x].dtype for x in self.inputs)
         sess = self._sessions.get(key)
         if sess is None:
