@@ -88,10 +88,14 @@ def check_writable(out: Path) -> None:
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: cannot create the folder {parent} "
+                          f"({exc.strerror or exc})") from None
+    try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")
     except OSError as exc:
-        raise ExportError(f"cannot write {out}: {exc.strerror or exc} "
-                          f"({exc.filename or parent})") from None
+        raise ExportError(f"cannot write {out}: cannot create files in {parent} "
+                          f"({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
 
