@@ -67,7 +67,7 @@ def reduce(g: Graph, op: str, x: Value, opset: int) -> Value:
 def rms_norm(g: Graph, x: Value, weight: Value, eps: float, opset: int) -> Value:
     """host.ops.rms_norm: weight * (x * (1 / sqrt(mean(x * x) + eps)))."""
     variance = reduce(g, "ReduceMean", x * x, opset)
-    inv = g.const(1.0) / g.op("Sqrt", variance + np.float32(eps))
+    inv = g.reciprocal(g.op("Sqrt", variance + np.float32(eps)))
     return weight * (x * inv)
 
 
@@ -75,7 +75,7 @@ def quantize(g: Graph, x: Value, opset: int) -> tuple[Value, Value]:
     """golden.quant.quantize_activations: (int8 q, float32 s), s = (1 / max(max|x|, 1e-5)) * 127,
     q = clip(round_half_even(x * s), -128, 127)."""
     amax = reduce(g, "ReduceMax", g.op("Abs", x), opset)
-    s = (g.const(1.0) / g.op("Max", amax, g.const(ACT_EPS))) * np.float32(127.0)
+    s = g.reciprocal(g.op("Max", amax, g.const(ACT_EPS))) * np.float32(127.0)
     q = g.op("Clip", g.op("Round", x * s), g.const(-128.0), g.const(127.0))
     return g.op("Cast", q, to=INT8), s
 

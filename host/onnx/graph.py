@@ -48,6 +48,9 @@ class Value:
         return f"Value({self.name!r})"
 
     def _bin(self, op: str, other: Any, reflected: bool = False) -> Value:
+        if op == "Div" and reflected and not isinstance(other, Value) \
+                and np.ndim(other) == 0 and other == 1:
+            return self.graph.reciprocal(self)
         o = self.graph.lift(other)
         a, b = (o, self) if reflected else (self, o)
         return self.graph.op(op, a, b)
@@ -69,6 +72,9 @@ class Value:
                              f"{'' if method == '__call__' else '.' + method}; map it in "
                              "tritium.host.onnx.graph.UFUNCS")
         op, arity = entry
+        if op == "Div" and not isinstance(inputs[0], Value) and np.ndim(inputs[0]) == 0 \
+                and inputs[0] == 1:
+            return self.graph.reciprocal(self.graph.lift(inputs[1]))
         args = [self.graph.lift(x) for x in inputs]
         if arity == 1 and op == "Mul":
             args = [args[0], args[0]]
@@ -168,6 +174,12 @@ class Graph:
 
     def op(self, op: str, *inputs: Value | str | None, **attrs: Any) -> Value:
         return self.node(op, inputs, **attrs)[0]
+
+    def reciprocal(self, x: Value) -> Value:
+        """1 / x, correctly rounded. Not Div(1, x): onnxruntime's optimiser rewrites
+        Div(1, x) * y as Div(y, x), which rounds once where golden rounds twice (and so moves
+        int8 codes at rounding ties); it leaves Reciprocal alone."""
+        return self.op("Reciprocal", x)
 
     def ints(self, values: Sequence[int]) -> Value:
         return self.const(list(values), np.int64)
