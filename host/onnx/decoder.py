@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...golden.checks import InputError
 from ..arch import ModelConfig
 from ..checkpoint import Checkpoint
 from ..ops import rope_inv_freq
@@ -226,7 +227,9 @@ def build_decoder(g: Graph, ckpt: Checkpoint, cfg: ModelConfig, opset: int,
     for lw in iter_layers(ckpt, cfg):
         layer = SymbolicLayer(g, cfg, lw, step, past[lw.index], opset)  # type: ignore[arg-type]
         x = cfg.arch.block(layer, x)    # type: ignore[arg-type]
-        assert layer.present is not None, f"{cfg.model_type}'s block never called attention()"
+        if layer.present is None:
+            raise InputError(f"{cfg.model_type}'s block() never called layer.attention(): the "
+                             "exporter cannot build its KV cache outputs")
         presents.append(layer.present)
         if progress:
             progress(lw.index + 1, n)

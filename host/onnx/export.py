@@ -120,10 +120,10 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], *,
     t0 = time.perf_counter()
     opset = _check_opset(opset)
     out = Path(out)
-    check_writable(out)
     folder = zoo.resolve(model) or Path(model)
-    ckpt, cfg = read_config(folder)
+    ckpt, cfg = read_config(folder)    # reads config.json and the tensor index, not the weights
     try:
+        check_writable(out)
         g = Graph(f"tritium {cfg.model_type} decoder")
         build_decoder(g, ckpt, cfg, opset, progress)
     finally:
