@@ -23,6 +23,7 @@ import onnxruntime as ort
 import pytest
 
 from tritium.cli import main
+from tritium.golden.checks import InputError
 from tritium.golden.gemm import ternary_gemm
 from tritium.golden.quant import quantize_activations
 from tritium.host import BitNetModel
@@ -343,3 +344,55 @@ def test_bad_input_is_one_line(tmp_path, capsys, case, code, text) -> None:
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert text.format(out=out, model=model) in err
     assert _files(tmp_path) == before     # nothing written, no temporary left
+
+
+def _parallel_block(layer, x):
+    """A parallel block (GPT-J, Falcon-7B style): attention and a tanh-gated MLP both read one
+    normed input, and both add to the residual."""
+    h = layer.norm("input_layernorm", x)
+    q, k, v = layer.linears(("q_proj", "k_proj", "v_proj"), h)
+    g, u = layer.linears(("gate_proj", "up_proj"), h)
+    a = layer.linears(("o_proj",), layer.attention(q, k, v))[0]
+    return x + a + layer.linears(("down_proj",), np.tanh(g) * u)[0]
+
+
+def test_a_new_architecture_exports_with_no_exporter_code(tmp_path, monkeypatch) -> None:
+    """An architecture defined only in this test (a table entry: defaults, norms, block) runs
+    in golden and exports, through the same tracer, to a graph onnxruntime runs to golden's
+    logits and tokens."""
+    from tritium.host import arch
+    from tritium.host.arch import Architecture, llama_bitnet
+
+    parallel = Architecture("parallel_bitnet", "test-only parallel block",
+                            {**llama_bitnet.DEFAULTS, "hidden_act": "tanh"}, ("bitlinear",),
+                            ("tanh",), lambda cfg: {"input_layernorm": cfg.hidden_size},
+                            _parallel_block, llama_bitnet.check)
+    monkeypatch.setattr(arch, "ARCHITECTURES", (*arch.ARCHITECTURES, parallel))
+    monkeypatch.setitem(arch.REGISTRY, ("parallel_bitnet", "bitlinear"), parallel)
+    spec = ModelSpec(model_type="parallel_bitnet", hidden=64, intermediate=96, layers=2,
+                     heads=4, kv_heads=2, vocab=120, rope_theta=10000.0)
+    ck = write(spec, tmp_path / "ckpt", seed=7)
+    r = export_onnx(ck, tmp_path / "m.onnx")
+    assert r.model_type == "parallel_bitnet" and r.matmul_integer == 14
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Tanh" in ops
+    with BitNetModel.from_pretrained(ck) as golden:
+        dec = Decoder(tmp_path / "m.onnx", golden.config, probes=True)
+        ids = prompt(spec.vocab, 7, 99)
+        logits, _, probes = dec.step(np.array([ids]), dec.empty_past(1))
+        with forcing(golden) as ties:
+            ties.push(probes)
+            close(logits[0], golden.logits(ids))
+            got = dec.greedy(ids, 6, ties)
+            assert golden.generate(ids, 6, stop_at_eos=False) == got
+
+
+def test_tracer_names_numpy_it_cannot_map() -> None:
+    g = Graph("t")
+    x = g.input("x", FLOAT, [4])
+    y = np.float32(2.0) * np.maximum(x, 0.0) - 1.0     # NumPy scalars on either side
+    assert [n.op_type for n in g.proto.node] == ["Max", "Mul", "Sub"] and y.name
+    with pytest.raises(InputError, match="cannot trace numpy.log1p; map it in"):
+        np.log1p(x)
+    with pytest.raises(InputError, match="needs the value of x"):
+        np.sort(x)

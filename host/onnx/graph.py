@@ -38,9 +38,6 @@ UFUNCS: dict[str, tuple[str, int]] = {
 class Value:
     """A float32 tensor of a Graph; NumPy-style arithmetic on it adds nodes."""
 
-    # ufuncs with a Value operand come here rather than to ndarray's own loops
-    __array_priority__ = 1000
-
     def __init__(self, graph: Graph, name: str) -> None:
         self.graph, self.name = graph, name
 
