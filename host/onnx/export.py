@@ -22,17 +22,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from ... import __version__
 from ...golden.checks import InputError
 from ...golden.files import atomic_write
 from .. import zoo
 from ..weights import read_config
-from .decoder import ProgressFn, build_decoder
-from .graph import Graph
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .decoder import ProgressFn
+
+# onnx is imported where it is used: the CLI reads DEFAULT_OPSET when it builds its parser, and
+# importing onnx takes longer than the rest of `tritium --help`
 
 __all__ = ["DEFAULT_OPSET", "EXTERNAL_DATA_BYTES", "ExportError", "ExportResult", "export_onnx"]
 
@@ -101,6 +105,8 @@ def check_writable(out: Path) -> None:
 
 
 def _check_opset(opset: Any) -> int:
+    import onnx
+
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, int) or not 17 <= opset <= newest:
         raise ExportError(f"opset must be an integer from 17 to {newest} (the newest this onnx "
@@ -117,6 +123,11 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], *,
     model (ONNX external data); the default keeps under protobuf's 2 GiB limit. progress(i, n)
     is called after each of the n layers is built.
     """
+    import onnx
+
+    from .decoder import build_decoder
+    from .graph import Graph
+
     t0 = time.perf_counter()
     opset = _check_opset(opset)
     out = Path(out)
@@ -144,6 +155,8 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], *,
 
 def write_model(proto: onnx.ModelProto, out: Path, *, external: bool) -> None:
     """Save proto to out atomically; with external, its initializers to data_file(out)."""
+    import onnx
+
     if not external:
         atomic_write(out, [proto.SerializeToString()])
         return
