@@ -75,15 +75,19 @@ class Decoder:
         return {f"past_key_values.{i}.{k}": z for i in range(c.num_hidden_layers)
                 for k in ("key", "value")}
 
-    def step(self, ids: np.ndarray, past: dict[str, np.ndarray]
+    def step(self, ids: np.ndarray, past: dict[str, np.ndarray],
+             mask: np.ndarray | None = None, positions: np.ndarray | None = None
              ) -> tuple[np.ndarray, dict[str, np.ndarray], Probes]:
-        """logits [B, S, V], the next past and the probes, for ids [B, S] after past."""
+        """logits [B, S, V], the next past and the probes, for ids [B, S] after past (every
+        position attended unless `mask` says otherwise)."""
         b, s = ids.shape
         start = next(iter(past.values())).shape[2]
-        feeds = {"input_ids": ids.astype(np.int64),
-                 "attention_mask": np.ones((b, start + s), np.int64),
-                 "position_ids": np.tile(np.arange(start, start + s, dtype=np.int64), (b, 1)),
-                 **past}
+        if mask is None:
+            mask = np.ones((b, start + s), np.int64)
+        if positions is None:
+            positions = np.tile(np.arange(start, start + s), (b, 1))
+        feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64),
+                 "position_ids": positions.astype(np.int64), **past}
         names = [o.name for o in self.sess.get_outputs()]
         out = dict(zip(names, self.sess.run(None, feeds), strict=True))
         nxt = {n.replace("present", "past_key_values"): v for n, v in out.items()
@@ -126,9 +130,10 @@ class TieForcing:
         self._linear = golden._linear
         golden._linear = self._forced   # type: ignore[method-assign]
 
-    def push(self, probes: Probes, row: int = 0) -> None:
+    def push(self, probes: Probes, row: int = 0, start: int = 0) -> None:
+        """Batch row `row`'s codes, from token `start` on (after left padding)."""
         for key, (q, xs) in probes.items():
-            self.queue[key].append((q[row], xs[row]))
+            self.queue[key].append((q[row, start:], xs[row, start:]))
 
     def push_joined(self, *calls: Probes) -> None:
         """Chunks of one sequence fed in separate runs, as golden's single pass sees them."""

@@ -125,6 +125,25 @@ def test_batch_and_chunked_prefill_match_golden(exported) -> None:
         close(np.concatenate([first[0], second[0]]), golden.logits(a))
 
 
+def test_left_padded_batch_matches_golden(exported) -> None:
+    """Optimum's batching: the shorter prompt left-padded, attention_mask 0 on the pads and
+    position_ids counting real tokens only; each row's real positions give golden's logits for
+    that prompt alone (the pads' own rows stay finite)."""
+    golden, dec, _ = exported
+    v, pad = golden.config.vocab_size, 3
+    a, b = prompt(v, 9, 3), prompt(v, 6, 4)
+    mask = np.array([[1] * 9, [0] * pad + [1] * 6])
+    positions = np.clip(mask.cumsum(-1) - 1, 0, None)
+    logits, _, probes = dec.step(np.array([a, [0] * pad + b]), dec.empty_past(2), mask,
+                                 positions)
+    assert np.isfinite(logits).all()
+    with forcing(golden) as ties:
+        ties.push(probes, 0)
+        close(logits[0], golden.logits(a))
+        ties.push(probes, 1, start=pad)
+        close(logits[1, pad:], golden.logits(b))
+
+
 def test_greedy_tokens_through_kv_cache_match_golden(exported) -> None:
     golden, dec, _ = exported
     ids = prompt(golden.config.vocab_size, 7, 99)
