@@ -67,6 +67,15 @@ CASES = {
 }
 
 
+def test_every_registered_architecture_has_a_case() -> None:
+    """A newly registered (model_type, linear_class) fails here until CASES exports it."""
+    from tritium.host.arch import REGISTRY
+
+    covered = {(spec.model_type, spec.model_config(packed=packed).linear_class)
+               for spec, packed, _ in CASES.values()}
+    assert set(REGISTRY) <= covered, f"no export case for {sorted(set(REGISTRY) - covered)}"
+
+
 def write(spec: ModelSpec, path: Path, packed: bool = True, seed: int = 0) -> Path:
     rw = random_weights(spec, packed=packed, seed=seed)
     tensors, dtypes = checkpoint_tensors(rw, master_dtype="F32" if not packed else "BF16")
