@@ -121,7 +121,7 @@ def test_pe_golden_rule_saturates() -> None:
                                                 ("os", "saturate")])
 def test_rtl_overflow_equals_golden(dataflow: str, mode: str) -> None:
     extra = {"act_depth": 6} if dataflow == "ws" else {"dram_words": 64}
-    cfg = ArrayConfig(rows=2, cols=3, acc_bits=10, max_k=48, acc_overflow=mode,
+    cfg = ArrayConfig(rows=4, cols=2, acc_bits=9, max_k=48, acc_overflow=mode,
                       dataflow=dataflow, **extra)
     rng = np.random.default_rng(11)
     with VerilatorDevice(cfg) as dev:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..golden.base3 import pack_base3, unpack_base3
 from ..golden.checks import InputError
-from ..golden.config import ACC_OVERFLOW, ArrayConfig
+from ..golden.config import ACC_OVERFLOW, BUS_BITS, ArrayConfig
 from ..golden.packing import pack_hf, unpack_hf
 from ..host import BitNetModel
 from ..host.arch import resolve_model
@@ -55,6 +55,11 @@ class Numerics:
     weight_packing: str = "2bit"
 
     def __post_init__(self) -> None:
+        # a width no array takes is bad input; a width the model's sums outgrow is a result
+        for name, lo, hi in (("act_bits", 2, 8), ("acc_bits", 3, BUS_BITS)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise InputError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
         if self.weight_packing not in PACKINGS:
             raise InputError(f"weight_packing must be one of {', '.join(PACKINGS)}, got "
                              f"{self.weight_packing!r}")
@@ -128,6 +133,11 @@ def add_accuracy(model: str | Path, numerics: Numerics = Numerics(), *, problems
     todo = held_out_problems(problems, digits, seed)
     t0 = time.perf_counter()
     with load(model, numerics, base) as m:
+        probe = "12+34="
+        if m.tokenizer is None or m.decode(m.encode(probe)) != probe:
+            raise InputError(f"model {model}: its tokenizer does not write {probe!r} back as "
+                             "it read it; the addition task needs a model trained on it "
+                             "(e.g. tiny-adder)")
         score = exact_match(m, todo, on_result=(lambda _r: on_problem()) if on_problem else None)
     return {**score.as_dict(), "seconds": time.perf_counter() - t0}
 
@@ -201,19 +211,3 @@ def evaluate(model: str | Path, points: Iterable[Numerics], *, task: str = "add"
             row["error"] = str(exc)
         rows.append(row)
     return rows
-
-
-def accuracy_metric(model: str, values: dict[str, Any]) -> float:
-    """The sweep's "accuracy" metric: exact match of an addition model (such as tiny-adder) on
-    1000 held-out problems under the point's numerics, dataflow and rows."""
-    base = ArrayConfig(rows=values.get("rows", DEFAULT_ARRAY.rows),
-                       dataflow=values.get("dataflow", DEFAULT_ARRAY.dataflow))
-    nm = Numerics(**{k: values[k] for k in OPTIONS if k in values})
-    return float(add_accuracy(model, nm, base=base)["accuracy"])
-
-
-# The point parameters accuracy_metric reads (weight_packing where ArrayConfig has it): the
-# sweep evaluates it once per distinct value of these.
-METRIC_PARAMS = tuple(n for n in ("act_bits", "acc_bits", "acc_overflow", "weight_packing",
-                                  "dataflow", "rows")
-                      if n in {f.name for f in fields(ArrayConfig)})
