@@ -1,6 +1,9 @@
 """Per-point metrics beyond the estimate and synthesis: accuracy evaluators, registered by name.
 
-The registry is empty until something registers an evaluator, either in-process with
+Built in: "accuracy", the exact match of an addition model (such as tiny-adder) on 1000
+held-out problems under the point's numerics (act_bits, acc_bits, acc_overflow, and the
+dataflow and rows that decide where a saturating accumulator clamps), run by
+tritium.train.evaluate on the golden backend. More evaluators register in-process with
 `register_metric(name, fn)` or from another distribution through the entry-point group
 `tritium.sweep_metrics` (each entry point loads to a Metric or to a plain function). A metric
 is `fn(model, params) -> float | {column: float}`: `model` is the name or folder the sweep was
@@ -12,10 +15,11 @@ parameters instead of once per point: accuracy usually depends on the numerics a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
 from typing import Any
 
+from ..golden.config import ArrayConfig
 from .adapters import SweepError
 
 ENTRY_POINT_GROUP = "tritium.sweep_metrics"
@@ -44,6 +48,23 @@ class Metric:
 _REGISTRY: dict[str, Metric] = {}
 _loaded_entry_points = False
 
+# The point parameters "accuracy" reads (weight_packing where ArrayConfig has it).
+ACCURACY_PARAMS = tuple(n for n in ("act_bits", "acc_bits", "acc_overflow", "weight_packing",
+                                    "dataflow", "rows")
+                        if n in {f.name for f in fields(ArrayConfig)})
+ACCURACY_PROBLEMS = 1000
+
+
+def add_accuracy(model: str, values: dict[str, Any]) -> float:
+    """Exact match of an addition model on ACCURACY_PROBLEMS held-out problems (seed 0) under
+    the point's numerics."""
+    from ..train.evaluate import OPTIONS, Numerics
+    from ..train.evaluate import add_accuracy as score
+
+    base = ArrayConfig(rows=values["rows"], dataflow=values["dataflow"])
+    numerics = Numerics(**{k: values[k] for k in OPTIONS if k in values})
+    return float(score(model, numerics, problems=ACCURACY_PROBLEMS, base=base)["accuracy"])
+
 
 def register_metric(name: str, fn: MetricFn, *, params: Iterable[str] | None = None) -> Metric:
     """Make `fn` available to `tritium sweep --accuracy NAME`. Replaces a metric of that name."""
@@ -58,6 +79,9 @@ def register_metric(name: str, fn: MetricFn, *, params: Iterable[str] | None = N
 
 def unregister_metric(name: str) -> None:
     _REGISTRY.pop(name, None)
+
+
+register_metric("accuracy", add_accuracy, params=ACCURACY_PARAMS)
 
 
 def _load_entry_points() -> None:

@@ -33,6 +33,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# What an accumulator does when a sum leaves acc_bits. "safe": it cannot, because max_k is
+# overflow-safe (the check below). "wrap": two's complement wrap-around, the plain adder.
+# "saturate": every add clamps to the acc_bits range (hdl.pes.accumulate; golden.gemm models
+# where: at each PE and where K tiles are summed).
+ACC_OVERFLOW = ("safe", "wrap", "saturate")
+
+
 def safe_k(act_bits: int, acc_bits: int) -> int:
     """Largest reduction length K whose int sum of act x {-1,0,+1} products fits in acc_bits.
 
@@ -61,7 +68,9 @@ class ArrayConfig:
     act_depth: activation-buffer entries = largest M one tile may stream (also output depth)
     ("ws").
     max_k: longest reduction the accelerator accumulates on chip (across K tiles); must be
-    overflow-safe for acc_bits.
+    overflow-safe for acc_bits unless acc_overflow names what an overflow does.
+    acc_overflow: "safe" (max_k cannot overflow acc_bits), "wrap" or "saturate" (a narrower
+    accumulator than max_k needs, with that overflow behaviour in RTL and golden).
     dram_bytes_per_cycle: DRAM bandwidth in bytes per accelerator clock ("os": a multiple of 4,
     so a DRAM row holds whole 32-bit results).
     dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
@@ -83,6 +92,7 @@ class ArrayConfig:
     dram_bytes_per_cycle: int = 16
     dram_words: int = 0
     pe: str = DEFAULT_PE
+    acc_overflow: str = "safe"
 
     def __post_init__(self) -> None:
         # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
@@ -117,12 +127,16 @@ class ArrayConfig:
             raise ConfigError(f"ArrayConfig.act_depth must be in 1..65535, got {self.act_depth}")
         if self.max_k < 1:
             raise ConfigError(f"ArrayConfig.max_k must be >= 1, got {self.max_k}")
+        if self.acc_overflow not in ACC_OVERFLOW:
+            raise ConfigError(f"ArrayConfig.acc_overflow must be one of "
+                              f"{', '.join(ACC_OVERFLOW)}, got {self.acc_overflow!r}")
         limit = safe_k(self.act_bits, self.acc_bits)
-        if self.max_k > limit:
+        if self.max_k > limit and self.acc_overflow == "safe":
             raise ConfigError(
                 f"ArrayConfig.max_k={self.max_k} can overflow acc_bits={self.acc_bits} with "
                 f"act_bits={self.act_bits}: the safe K is at most {limit}; lower max_k to "
-                f"{limit} or raise acc_bits to {min_acc_bits(self.act_bits, self.max_k)}"
+                f"{limit}, raise acc_bits to {min_acc_bits(self.act_bits, self.max_k)}, or "
+                f"choose acc_overflow='wrap' or 'saturate'"
             )
         if not isinstance(self.clock_mhz, (int, float)) or not self.clock_mhz > 0:
             raise ConfigError(f"ArrayConfig.clock_mhz must be > 0, got {self.clock_mhz!r}")
@@ -160,14 +174,18 @@ class ArrayConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """Stable short hash, used to name build folders. The default PE is left out, so
-        configurations from before the PE became a field keep their key."""
+        """Stable short hash, used to name build folders. The default PE and overflow mode are
+        left out, so configurations from before those fields existed keep their key."""
         data = self.to_dict()
         if self.pe == DEFAULT_PE:
             del data["pe"]
+        if self.acc_overflow == "safe":
+            del data["acc_overflow"]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def name(self) -> str:
         base = f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
+        if self.acc_overflow != "safe":
+            base += f"_{self.acc_overflow}"
         return base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"

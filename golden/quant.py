@@ -82,19 +82,25 @@ def quantize_weights(w: np.ndarray, *, name: str = "weight") -> tuple[np.ndarray
 
 
 def quantize_activations(
-    x: np.ndarray, *, name: str = "activations"
+    x: np.ndarray, *, name: str = "activations", bits: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token (last axis) absmax int8 quantisation, as transformers' `ActQuant`.
+    """Per-token (last axis) absmax quantisation, as transformers' `ActQuant` at bits=8.
 
     Returns ``(q, s)``: int8 q of x's shape and float32 s of shape ``x.shape[:-1] + (1,)`` with
     ``x ~= q / s``. A token whose values are all zero gets ``s = 127 / 1e-5`` and q = 0.
+    bits (2..8) narrows the codes the same way, as an accelerator with ArrayConfig.act_bits
+    would take them: ``s = (2**(bits-1) - 1) / max|x|``, ``q = clamp(round(x * s),
+    -2**(bits-1), 2**(bits-1) - 1)``.
     """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise InputError(f"activation bits must be an integer in 2..8, got {bits!r}")
     x32 = _as_finite_float32(name, x, min_ndim=1)
     amax = np.max(np.abs(x32), axis=-1, keepdims=True)
+    top = 2 ** (bits - 1)
     # torch evaluates `127 / t` as `reciprocal(t) * 127` (eager and inductor alike), which
     # differs from a true division in the last ulp for about a quarter of all values
-    s = (np.float32(1.0) / np.maximum(amax, _EPS)) * np.float32(127.0)
-    q = np.clip(np.rint(x32 * s), -128, 127).astype(np.int8)
+    s = (np.float32(1.0) / np.maximum(amax, _EPS)) * np.float32(top - 1)
+    q = np.clip(np.rint(x32 * s), -top, top - 1).astype(np.int8)
     return q, s.astype(np.float32)
 
 

@@ -44,7 +44,7 @@ class SystolicArray(wiring.Component):
         rows, cols = cfg.rows, cfg.cols
 
         wb = self.weight_bits
-        pes = [[self.pe.build(cfg.act_bits, cfg.acc_bits) for _ in range(cols)]
+        pes = [[self.pe.build(cfg.act_bits, cfg.acc_bits, cfg.acc_overflow) for _ in range(cols)]
                for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):

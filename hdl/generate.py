@@ -35,7 +35,7 @@ def make_unit(unit: str, cfg: ArrayConfig, pe: str | None = None) -> wiring.Comp
         raise ValueError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     spec = config_pe(cfg)
     if unit == "pe":
-        return spec.build(cfg.act_bits, cfg.acc_bits)
+        return spec.build(cfg.act_bits, cfg.acc_bits, cfg.acc_overflow)
     if unit == "array":
         return SystolicArray(cfg)
     if not spec.fits_accelerator:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
 
-from ..golden.gemm import wrap_signed
-from .pes import PESpec, SystolicPE, register_pe
+from ..golden.gemm import overflow_signed, wrap_signed
+from .pes import PESpec, SystolicPE, accumulate, register_pe
 
 WEIGHT_BITS = 8
 
 
-def update(psum_in: int, act: int, code: int, acc_bits: int) -> int:
-    """psum_in + act * weight, the weight being the two's complement int8 `code`."""
-    return wrap_signed(psum_in + act * wrap_signed(code, WEIGHT_BITS), acc_bits)
+def update(psum_in: int, act: int, code: int, acc_bits: int, overflow: str = "wrap") -> int:
+    """psum_in + act * weight, the weight being the two's complement int8 `code`, wrapped (or
+    clamped, for overflow "saturate") to acc_bits."""
+    return overflow_signed(psum_in + act * wrap_signed(code, WEIGHT_BITS), acc_bits, overflow)
 
 
 class MacPE(SystolicPE):
@@ -27,8 +28,10 @@ class MacPE(SystolicPE):
         weight = Signal(WEIGHT_BITS)
         with m.If(self.w_load):
             m.d.sync += weight.eq(self.w_in)
-        m.d.comb += self.sum.eq(self.psum_in + self.act_in * weight.as_signed())
+        m.d.comb += self.sum.eq(accumulate(self.psum_in + self.act_in * weight.as_signed(),
+                                           self.acc_bits, self.overflow))
 
 
 SPEC = register_pe(PESpec("mac", MacPE, update, weight_bits=WEIGHT_BITS,
-                          description="int8 x int8 multiply-accumulate baseline (array level)"))
+                          description="int8 x int8 multiply-accumulate baseline (array level)",
+                          saturates=True))

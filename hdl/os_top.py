@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from ..bus.os_regmap import OsCsr, Region
 from ..golden.config import BUS_BITS
 from ..golden.os_model import stream_drain_cycles, stream_groups
+from .pes import accumulate
 from .top import AcceleratorTop, Control
 
 # Sequencer phases while busy (golden/os_model.py: load, compute, drain).
@@ -25,7 +26,8 @@ class OsPE(wiring.Component):
     The accumulator holds while `en` is low, which is when the top drains it.
     """
 
-    def __init__(self, act_bits: int, acc_bits: int) -> None:
+    def __init__(self, act_bits: int, acc_bits: int, overflow: str = "wrap") -> None:
+        self.acc_bits, self.overflow = acc_bits, overflow
         super().__init__({
             "en": In(1),
             "first": In(1),
@@ -46,9 +48,9 @@ class OsPE(wiring.Component):
             with m.If(~self.code[0]):
                 m.d.sync += acc.eq(base)
             with m.Elif(self.code[1]):
-                m.d.sync += acc.eq(base - self.act)
+                m.d.sync += acc.eq(accumulate(base - self.act, self.acc_bits, self.overflow))
             with m.Else():
-                m.d.sync += acc.eq(base + self.act)
+                m.d.sync += acc.eq(accumulate(base + self.act, self.acc_bits, self.overflow))
         return m
 
 
@@ -247,7 +249,7 @@ class OsAccelerator(AcceleratorTop):
         gsel = [Signal(name=f"gsel{i}") for i in range(groups)]
         for i, s in enumerate(gsel):
             m.d.comb += s.eq(in_compute & (g == i))
-        pes = [OsPE(cfg.act_bits, cfg.acc_bits) for _ in range(p)]
+        pes = [OsPE(cfg.act_bits, cfg.acc_bits, cfg.acc_overflow) for _ in range(p)]
         for c, pe in enumerate(pes):
             m.submodules[f"pe_{c}"] = pe
             lane = c % w

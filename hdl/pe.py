@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
 
-from ..golden.gemm import code_value, wrap_signed
-from .pes import PESpec, SystolicPE, register_pe
+from ..golden.gemm import code_value, overflow_signed
+from .pes import PESpec, SystolicPE, accumulate, register_pe
 
 
-def update(psum_in: int, act: int, code: int, acc_bits: int) -> int:
-    """Add, subtract or pass psum_in by the ternary weight of `code`, wrapping at acc_bits."""
-    return wrap_signed(psum_in + act * code_value(code), acc_bits)
+def update(psum_in: int, act: int, code: int, acc_bits: int, overflow: str = "wrap") -> int:
+    """Add, subtract or pass psum_in by the ternary weight of `code`, wrapping at acc_bits (or
+    clamping, for overflow "saturate"; a pass never changes psum_in)."""
+    return overflow_signed(psum_in + act * code_value(code), acc_bits, overflow)
 
 
 class TernaryPE(SystolicPE):
@@ -32,10 +33,13 @@ class TernaryPE(SystolicPE):
         with m.If(~code[0]):
             m.d.comb += self.sum.eq(self.psum_in)
         with m.Elif(code[1]):
-            m.d.comb += self.sum.eq(self.psum_in - self.act_in)
+            m.d.comb += self.sum.eq(accumulate(self.psum_in - self.act_in, self.acc_bits,
+                                               self.overflow))
         with m.Else():
-            m.d.comb += self.sum.eq(self.psum_in + self.act_in)
+            m.d.comb += self.sum.eq(accumulate(self.psum_in + self.act_in, self.acc_bits,
+                                               self.overflow))
 
 
 SPEC = register_pe(PESpec("ternary", TernaryPE, update,
-                          description="adder-only: add, subtract or pass by a 2-bit code"))
+                          description="adder-only: add, subtract or pass by a 2-bit code",
+                          saturates=True))

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Mux, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,16 +47,31 @@ def pe_signature(act_bits: int, acc_bits: int,
     })
 
 
+def accumulate(total: Value, acc_bits: int, overflow: str) -> Value:
+    """total (an exact, wider sum) as an acc_bits accumulator takes it: clamped to the signed
+    range for overflow "saturate"; otherwise unchanged, so assigning it to an acc_bits signal
+    drops the carry and wraps ("wrap", and "safe", where it cannot overflow).
+
+    Two comparators and a multiplexer per add, no multiplier: golden.gemm.array_gemm models
+    where the RTL calls this (every PE add, every K-tile add into an output buffer).
+    """
+    if overflow != "saturate":
+        return total
+    hi, lo = (1 << (acc_bits - 1)) - 1, -(1 << (acc_bits - 1))
+    return Mux(total > hi, hi, Mux(total < lo, lo, total))
+
+
 class SystolicPE(wiring.Component):
     """Optional base for a PE: pe_signature with the class's weight_bits, and the registered
     act_out/psum_out every weight-stationary PE has. Subclasses write `compute`, which latches
-    the weight and drives `sum`."""
+    the weight and drives `sum` (through `accumulate` with self.overflow, if they saturate)."""
 
     weight_bits = TERNARY_CODE_BITS
 
-    def __init__(self, act_bits: int, acc_bits: int) -> None:
+    def __init__(self, act_bits: int, acc_bits: int, overflow: str = "wrap") -> None:
         self.act_bits = act_bits
         self.acc_bits = acc_bits
+        self.overflow = overflow
         super().__init__(pe_signature(act_bits, acc_bits, self.weight_bits))
 
     def compute(self, m: Module) -> None:
@@ -77,6 +92,9 @@ class PESpec:
     rule: the signed value `sum` takes for a latched raw code. weight_bits is the width of
     w_in; a PE with TERNARY_CODE_BITS takes the accelerator's 2-bit codes and can be built into
     a top, any other width exists as a bare PE or array only (e.g. an int8 baseline).
+    saturates: the PE also implements ArrayConfig.acc_overflow "saturate": component and
+    update then take the keyword overflow="saturate" (clamping `sum` to acc_bits). Every PE
+    wraps, which is what "safe" and "wrap" build.
     """
 
     name: str
@@ -84,6 +102,7 @@ class PESpec:
     update: PEUpdate
     weight_bits: int = TERNARY_CODE_BITS
     description: str = ""
+    saturates: bool = False
 
     @property
     def fits_accelerator(self) -> bool:
@@ -95,10 +114,33 @@ class PESpec:
         such as a cocotb simulator, imports it to find the PE."""
         return self.component.__module__
 
-    def build(self, act_bits: int, acc_bits: int) -> wiring.Component:
+    def _check_overflow(self, overflow: str) -> bool:
+        """True when the overflow mode needs the PE's saturating variant."""
+        if overflow != "saturate":
+            return False
+        if not self.saturates:
+            raise ConfigError(f"PE {self.name!r} ({self.module}) does not implement "
+                              f"acc_overflow='saturate'; use 'wrap' or a PE that saturates")
+        return True
+
+    def golden(self, overflow: str = "wrap") -> PEUpdate:
+        """The golden update rule for an ArrayConfig.acc_overflow mode."""
+        if not self._check_overflow(overflow):
+            return self.update
+        update = self.update
+
+        def saturating(psum_in: int, act: int, code: int, acc_bits: int) -> int:
+            return update(psum_in, act, code, acc_bits, overflow="saturate")  # type: ignore[call-arg]
+
+        return saturating
+
+    def build(self, act_bits: int, acc_bits: int, overflow: str = "wrap") -> wiring.Component:
         """An instance, checked against pe_signature so a PE with a wrong port fails here, by
         name, instead of deep inside the array."""
-        pe = self.component(act_bits, acc_bits)
+        if self._check_overflow(overflow):
+            pe = self.component(act_bits, acc_bits, overflow="saturate")  # type: ignore[call-arg]
+        else:
+            pe = self.component(act_bits, acc_bits)
         want = pe_signature(act_bits, acc_bits, self.weight_bits)
         if pe.signature != want:
             raise ConfigError(f"PE {self.name!r} ({self.module}) has signature "

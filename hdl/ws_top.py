@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 
 from ..bus.ws_regmap import Csr, Region
 from .array import SystolicArray
+from .pes import accumulate as overflow_add
 from .top import AcceleratorTop, Control
 
 
@@ -145,7 +146,7 @@ class WsAccelerator(AcceleratorTop):
             old = Mux(accumulate, o_rd[c].data, 0)
             m.d.comb += [
                 o_wr[c].addr.eq(wr_cnt[c]),
-                o_wr[c].data.eq(array.out[c] + old),
+                o_wr[c].data.eq(overflow_add(array.out[c] + old, cfg.acc_bits, cfg.acc_overflow)),
                 o_wr[c].en.eq(busy & array.out_valid[c]),
             ]
             with m.If(busy & array.out_valid[c]):

@@ -391,15 +391,16 @@ class _LayerRun:
     def linears(self, names: tuple[str, ...], x: np.ndarray) -> list[np.ndarray]:
         layer = self.model._layers[self.li]
         shared: tuple[np.ndarray, np.ndarray] | None = None
+        bits = self.model.backend.array.act_bits   # 8 for BitNet b1.58; fewer to study accuracy
         out = []
         for proj in names:
             norm = layer.linears[proj].norm
             if norm is not None:
                 qs = quantize_activations(
-                    ops.rms_norm(x, norm, self.model.config.linear_rms_norm_eps))
+                    ops.rms_norm(x, norm, self.model.config.linear_rms_norm_eps), bits=bits)
             else:
                 # linears that see the same input share its quantisation (identical codes)
-                shared = shared or quantize_activations(x)
+                shared = shared or quantize_activations(x, bits=bits)
                 qs = shared
             out.append(self.model._linear(self.li, proj, *qs))
         return out

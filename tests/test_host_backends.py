@@ -66,8 +66,9 @@ def test_registry_and_errors() -> None:
     be = make_backend("golden")
     assert be.array == DEFAULT_ARRAY and (be.array.rows, be.array.cols) == (4, 4)
     assert be.array.max_k >= 6912
-    with pytest.raises(InputError, match="act_bits=8"):
-        make_backend("golden", ArrayConfig(act_bits=4, acc_bits=16, max_k=2000))
+    # narrower activations are the numerics `tritium eval` studies (tests/test_eval.py)
+    assert make_backend("golden", ArrayConfig(act_bits=4, acc_bits=16, max_k=2000)).array \
+        .act_bits == 4
 
 
 def test_transports_register_through_entry_points() -> None:

@@ -1,7 +1,7 @@
 """The package graph is one-way, checked on the syntax tree of every module (imports inside
 functions count, relative imports are resolved):
 
-    golden -> bus -> hdl, host -> sim -> boards -> explore, train -> tritium.cli
+    golden -> bus -> hdl, host -> sim -> boards -> train -> explore -> tritium.cli
 
 golden imports nothing else of tritium; bus imports only golden; no library package imports
 the command-line layer; no two packages import each other (the graph is acyclic).
@@ -30,7 +30,8 @@ ALLOWED = {
     "host": {"golden", "bus"},
     "sim": {"golden", "bus", "hdl", "host"},
     "boards": {"golden", "bus", "hdl", "host", "sim"},
-    "explore": {"golden", "bus", "hdl", "host", "sim", "boards"},
+    # the sweep's accuracy metric runs train.evaluate (torch-free)
+    "explore": {"golden", "bus", "hdl", "host", "sim", "boards", "train"},
     "train": {"golden", "bus", "hdl", "host", "sim", "boards"},
 }
 

@@ -298,11 +298,13 @@ def test_a_failing_evaluator_fails_its_points_and_is_retried(tmp_path: Path) -> 
         unregister_metric("broken")
 
 
-def test_accuracy_without_an_evaluator_is_a_clear_error() -> None:
-    from tritium.explore.metrics import select
+def test_accuracy_without_an_evaluator_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tritium.explore import metrics
 
+    monkeypatch.setattr(metrics, "_REGISTRY", {})
     with pytest.raises(SweepError, match="no accuracy evaluator is registered"):
-        select(None)
+        metrics.select(None)
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -407,7 +409,7 @@ def test_cli_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--rows", "4,eight"], "--rows: 'eight' is not an integer"),
-    (["--accuracy"], "--accuracy: no accuracy evaluator is registered"),
+    (["--accuracy", "nope"], "--accuracy: unknown metric 'nope'; registered: accuracy"),
     (["--device", "ice40-up5k"], "--device chooses the synthesis target: add --synth"),
     (["--synth", "--device", "nope"], "unknown 'nope'"),
     (["--jobs", "0"], "--jobs must be >= 1, got 0"),

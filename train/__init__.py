@@ -4,5 +4,6 @@
 checkpoint that `tritium.host.BitNetModel` and transformers load; `cli` is `tritium train`.
 `eval_add` scores addition models on tritium's own runtime and needs no torch.
 
-Layering: above `host` (imports golden and host); nothing in tritium's libraries imports it.
+Layering: above `host` (imports golden and host); explore imports `evaluate` (torch-free) for
+the sweep's accuracy metric, and nothing else of tritium's libraries imports it.
 """

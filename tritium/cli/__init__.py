@@ -20,8 +20,8 @@ from .options import CliError, Parser
 __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
 # in the order `tritium --help` lists them
-COMMANDS = ("gen", "verify", "demo", "run", "export", "estimate", "synth", "sweep", "train",
-            "build", "flash")
+COMMANDS = ("gen", "verify", "demo", "run", "export", "estimate", "eval", "synth", "sweep",
+            "train", "build", "flash")
 
 
 def _command(name: str) -> ModuleType:

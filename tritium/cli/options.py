@@ -36,6 +36,8 @@ _HELP = {
     "weight_tiles": "weight-buffer slots, each one rows x cols tile",
     "act_depth": "activation/output buffer entries (largest M per tile)",
     "max_k": "longest reduction accumulated on chip (checked against acc_bits)",
+    "acc_overflow": "what an accumulator does past acc_bits: safe (max_k must not overflow "
+                    "it), wrap or saturate",
     "clock_mhz": "clock frequency in MHz",
     "dram_bytes_per_cycle": "DRAM bandwidth in bytes per clock (os: a multiple of 4)",
     "dram_words": "os simulated-DRAM depth in rows of dram_bytes_per_cycle bytes, a power of "
