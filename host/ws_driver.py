@@ -1,5 +1,5 @@
 """Host driver of the weight-stationary ("ws") top (hdl/ws_top.py), tile by tile following
-golden.tiling's plan."""
+golden.tiling's plan (plan_gemm; plan_runs for a double-buffered top)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bus.contract import CTRL_START, OP_READ, OP_WAIT, OP_WRITE, Program
+from ..bus.contract import CTRL_START, OP_READ, OP_WAIT, OP_WRITE, Program, Region
 from ..bus.ws_regmap import CTRL_ACCUMULATE, Csr, WsRegMap
 from ..golden.cycles import Events
-from ..golden.tiling import Tile, act_tile, check_gemm_dims, weight_tile
+from ..golden.tiling import Run, Tile, act_tile, check_gemm_dims, plan_runs, weight_tile
 from .driver import DataflowDriver
 
 
@@ -64,6 +64,58 @@ class WsDriver(DataflowDriver):
             wwords = rm.weight_words_of(weight_tile(self.cfg, w, t)).ravel()
         awords = rm.act_words_of(act_tile(self.cfg, a, t))
         return self._queue_words(prog, wwords, rm.act_addrs(t.m), awords, t, slot)
+
+    def queue_run(self, prog: Program, a: np.ndarray, w: np.ndarray | PackedWeights,
+                  run: Run) -> np.ndarray | None:
+        """Queue one start of a double-buffered top: the run's weight slots and activation
+        entries, its CSRs, start, wait; and, when it completes its output block, the output
+        reads (their indices, row-major)."""
+        cfg, rm = self.cfg, self.map
+        packed = w if isinstance(w, PackedWeights) else self.pack(w)
+        for i, t in enumerate(run.tiles):
+            slot = (run.slot + i) % cfg.weight_tiles
+            prog.write_block(self._slot_addrs[slot],
+                             packed.words[t.k0 // cfg.rows, t.n0 // cfg.cols])
+        acts = np.concatenate([act_tile(cfg, a, t) for t in run.tiles])
+        entries = (run.act_base + np.arange(len(acts))) % cfg.act_depth
+        offs = (entries[:, None] << rm.act_word_bits) | np.arange(rm.act_words)[None, :]
+        aaddrs = (offs | rm.addr(Region.ACT, 0)).ravel()
+        prog.write_block(aaddrs, rm.act_words_of(acts).ravel())
+        prog.write(rm.csr(Csr.M_COUNT), run.m)
+        prog.write(rm.csr(Csr.W_TILE), run.slot)
+        prog.write(rm.csr(Csr.K_TILES), len(run.tiles))
+        prog.write(rm.csr(Csr.A_BASE), run.act_base)
+        prog.write(rm.csr(Csr.CTRL), CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0))
+        prog.wait_idle()
+        if not run.last_k:
+            return None
+        return prog.read_block(rm.out_addrs(run.m, run.tiles[0].n))
+
+    def _gemm_runs(self, a: np.ndarray, packed: PackedWeights) -> tuple[np.ndarray, Events]:
+        """gemm on a double-buffered top: one program per M chunk of plan_runs."""
+        m, k = a.shape
+        out = np.zeros((m, packed.n), dtype=np.int32)
+        runs = plan_runs(self.cfg, m, k, packed.n)
+        chunks: dict[int, list[Run]] = {}
+        for run in runs:
+            chunks.setdefault(run.tiles[0].m0, []).append(run)
+        counters = []
+        for i, chunk in enumerate(chunks.values()):
+            prog = Program()
+            first = self.queue_counters(prog) if i == 0 else None
+            reads = [(run, self.queue_run(prog, a, packed, run)) for run in chunk]
+            last = self.queue_counters(prog) if i == len(chunks) - 1 else None
+            words = self.run(prog)
+            for run, idx in reads:
+                if idx is not None:
+                    t = run.tiles[0]
+                    block = _signed32(words[idx]).reshape(t.m, t.n)
+                    out[t.m0 : t.m0 + t.m, t.n0 : t.n0 + t.n] = block
+            if first is not None:
+                counters.append(self.counters_of(words, first))
+            if last is not None:
+                counters.append(self.counters_of(words, last))
+        return out, self.events_between(counters[0], counters[-1])
 
     def _queue_words(self, prog: Program, wwords: np.ndarray, aaddrs: np.ndarray,
                      awords: np.ndarray, t: Tile, slot: int) -> np.ndarray | None:
@@ -130,12 +182,15 @@ class WsDriver(DataflowDriver):
         """int32 [M, N] = a [M, K] @ w [K, N] on the device, and the events its counters saw.
 
         Inputs must already be checked (golden.checks); w may be packed once with pack().
-        The device runs one program per M chunk of act_depth rows.
+        The device runs one program per M chunk (act_depth rows; plan_runs's chunk when the
+        top is double-buffered).
         """
         packed = w if isinstance(w, PackedWeights) else self.pack(w)
         cfg, rm = self.cfg, self.map
         m, k = a.shape
         check_gemm_dims(cfg, m, k, packed.n)
+        if cfg.weight_buffers == 2:
+            return self._gemm_runs(a, packed)
         out = np.zeros((m, packed.n), dtype=np.int32)
         kt = packed.words.shape[0]
         tiles_per_chunk = kt * packed.words.shape[1]
