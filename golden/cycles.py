@@ -36,7 +36,7 @@ import numpy as np
 
 from .checks import check_ternary
 from .config import ArrayConfig
-from .tiling import Tile, plan_gemm, plan_runs, run_shape, weight_tile
+from .tiling import Tile, check_gemm_dims, plan_gemm, plan_runs, run_shape, weight_tile
 
 
 def tile_cycles(cfg: ArrayConfig, m: int) -> int:
@@ -120,9 +120,9 @@ def gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> 
 
 
 def ws_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
-    if cfg.weight_buffers == 2:
-        return sum(ws_run_cycles(cfg, run.m, len(run.tiles)) for run in plan_runs(cfg, m, k, n))
-    return sum(tile_cycles(cfg, t.m) for t in plan_gemm(cfg, m, k, n))
+    """Sum of the tiles' (or runs') cycles in plan order, counted by size class."""
+    check_gemm_dims(cfg, m, k, n)
+    return ws_gemm_events_from_nnz(cfg, m, k, n, 0).cycles
 
 
 @dataclass

@@ -44,8 +44,8 @@ from . import os_model
 from .checks import InputError
 from .config import MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
 from .cycles import Events, tile_cycles, ws_gemm_events_from_nnz, ws_run_cycles
-from .tiling import run_shape
 from .energy import EnergyEvents
+from .tiling import run_shape
 
 WEIGHT_CODE_BITS = 2     # bits per weight in the on-chip weight buffer and PE registers
 OUT_WORD_BYTES = 4       # results cross the 32-bit bus one accumulator per word
