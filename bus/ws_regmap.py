@@ -5,7 +5,8 @@ module and bus/contract.py, so none of them hard-codes a number. Common CSRs, th
 the region select are bus/contract.py's; this map adds:
 
   CSR W_TILE (6)             rw: weight-buffer tile slot the next tile uses
-  CSR K_TILES (19)           rw: tiles one start runs (weight_buffers=2 only; else reads 0)
+  CSR K_TILES (19)           rw: tiles one start runs (weight_buffers=2 only; else reads 0);
+                             1 after reset, so a host that never writes it runs one tile
   CSR A_BASE (20)            rw: activation entry of the run's first vector (weight_buffers=2)
   CSR CONFIG2 (21)           r:  weight_buffers (2; absent from single-buffered tops)
   CONFIG1                    act_depth | weight_tiles << 16

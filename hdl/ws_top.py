@@ -206,7 +206,8 @@ class WsAccelerator(AcceleratorTop):
         cfg, rm, bus = self.cfg, self.map, self.bus
         rows, cols, depth, slots = cfg.rows, cfg.cols, cfg.act_depth, cfg.weight_tiles
         busy, start_ok, offset = ctl.busy, ctl.start_ok, ctl.offset
-        k_tiles = ctl.register(Csr.K_TILES, 16, "k_tiles")
+        # K_TILES starts at 1, so a host that never writes it runs one tile per start.
+        k_tiles = ctl.register(Csr.K_TILES, 16, "k_tiles", init=1)
         a_base = ctl.register(Csr.A_BASE, 16, "a_base")
         ctl.csr(Csr.CONFIG2, cfg.weight_buffers)
         # M_COUNT * K_TILES <= act_depth without a multiplier: the largest M per tile count.
