@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritium.golden import ArrayConfig, gemm_cycles, gemm_events, plan_gemm
+from tritium.golden import ArrayConfig, ConfigError, gemm_cycles, gemm_events, plan_gemm
 from tritium.golden.cycles import (
     gemm_events_from_nnz,
     scalesim_ws_cycles,
@@ -133,3 +133,11 @@ def test_2b4t_prefill_reaches_85_percent_of_the_peak() -> None:
     assert peak / cycles >= 0.85
     single = ArrayConfig(rows=32, cols=32, clock_mhz=250.0)
     assert sum(ws_gemm_cost(single, mem, 512, k, n, 0).cycles for k, n in shapes) > 2 * cycles
+
+
+def test_weight_buffers_is_checked_and_names_its_builds() -> None:
+    with pytest.raises(ConfigError, match="weight_buffers must be 1 .* or 2"):
+        ArrayConfig(weight_buffers=3)
+    one, two = ArrayConfig(), ArrayConfig(weight_buffers=2)
+    assert two.key() != one.key() and two.name() != one.name()
+    assert ArrayConfig.from_dict(two.to_dict()) == two
