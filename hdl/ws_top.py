@@ -21,6 +21,8 @@ class WsAccelerator(AcceleratorTop):
       STREAM the activation buffer is read one entry per cycle into the array; each column's
              result is written (or accumulated) into its own output bank as it emerges, and
              the tile ends on column C-1's m-th write.
+    With cfg.weight_buffers == 2 a start runs K_TILES tiles back to back instead (see _double
+    and golden.cycles.ws_run_cycles); the buffers and the bus are the same.
     """
 
     dataflow = "ws"

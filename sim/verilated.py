@@ -91,6 +91,11 @@ def _makefile(rules: list[tuple[str, str, tuple[str, ...]]], link: str) -> str:
     return "\n".join(text) + "\n"
 
 
+def _make(work: Path) -> None:
+    """Run the folder's makefile with one job per CPU ($MAKE, as Verilator's own build)."""
+    run_logged([os.environ.get("MAKE", "make"), "-j", str(build_jobs())], work, BuildError)
+
+
 def _runtime(verilator_root: Path, root: Path) -> Path:
     """The Verilator runtime (verilated.cpp, ...) as one archive, built once per Verilator
     release and flags and shared by every configuration's build."""
@@ -104,7 +109,7 @@ def _runtime(verilator_root: Path, root: Path) -> Path:
         text = _makefile(rules, f"ar rcs {RUNTIME} " + " ".join(o for o, _, _ in rules))
         (work / "Makefile").write_text(text.replace(f"all: {LIB}\n{LIB}:",
                                                     f"all: {RUNTIME}\n{RUNTIME}:"))
-        run_logged(["make", f"-j{build_jobs()}"], work, BuildError)
+        _make(work)
         keep_only(work, {RUNTIME, "build.log"})
 
     return cached_build(root / "rtl" / f"_verilated_{key}", RUNTIME, compile_into)
@@ -128,7 +133,7 @@ def _compile(cfg: ArrayConfig, work: Path, root: Path) -> None:
                                              f"-DTOP_CLASS={cls}")))
     link = f"g++ {' '.join(LINK_FLAGS)} -o $@ $^ {runtime}"
     (work / "Makefile").write_text(_makefile(rules, link))
-    run_logged(["make", f"-j{build_jobs()}"], work, BuildError)
+    _make(work)
     keep_only(work, {LIB, source.name, source.with_suffix(".json").name, "build.log"})
 
 
