@@ -70,20 +70,32 @@ class WsDriver(DataflowDriver):
         """Queue one start of a double-buffered top: the run's weight slots and activation
         entries, its CSRs, start, wait; and, when it completes its output block, the output
         reads (their indices, row-major)."""
-        cfg, rm = self.cfg, self.map
         packed = w if isinstance(w, PackedWeights) else self.pack(w)
-        for i, t in enumerate(run.tiles):
-            slot = (run.slot + i) % cfg.weight_tiles
-            prog.write_block(self._slot_addrs[slot],
-                             packed.words[t.k0 // cfg.rows, t.n0 // cfg.cols])
-        acts = np.concatenate([act_tile(cfg, a, t) for t in run.tiles])
-        entries = (run.act_base + np.arange(len(acts))) % cfg.act_depth
+        t0 = run.tiles[0]
+        return self._queue_run_words(prog, packed, self._chunk_act_words(a, t0.m0, t0.m), run)
+
+    def _chunk_act_words(self, a: np.ndarray, m0: int, mm: int) -> np.ndarray:
+        """Activation words [K tiles, mm * act_words] of rows m0:m0+mm, zero-padded in K."""
+        cfg = self.cfg
+        kt = -(-a.shape[1] // cfg.rows)
+        chunk = np.zeros((mm, kt * cfg.rows), dtype=np.int16)
+        chunk[:, : a.shape[1]] = a[m0 : m0 + mm]
+        words = self.map.act_words_of(chunk.reshape(mm, kt, cfg.rows).transpose(1, 0, 2))
+        return words.reshape(kt, -1)
+
+    def _queue_run_words(self, prog: Program, packed: PackedWeights, awords: np.ndarray,
+                         run: Run) -> np.ndarray | None:
+        cfg, rm = self.cfg, self.map
+        ks = np.array([t.k0 // cfg.rows for t in run.tiles])
+        slots = (run.slot + np.arange(len(ks))) % cfg.weight_tiles
+        prog.write_block(self._slot_addrs[slots].ravel(),
+                         packed.words[ks, run.tiles[0].n0 // cfg.cols].ravel())
+        entries = (run.act_base + np.arange(len(ks) * run.m)) % cfg.act_depth
         offs = (entries[:, None] << rm.act_word_bits) | np.arange(rm.act_words)[None, :]
-        aaddrs = (offs | rm.addr(Region.ACT, 0)).ravel()
-        prog.write_block(aaddrs, rm.act_words_of(acts).ravel())
+        prog.write_block((offs | rm.addr(Region.ACT, 0)).ravel(), awords[ks].ravel())
         prog.write(rm.csr(Csr.M_COUNT), run.m)
         prog.write(rm.csr(Csr.W_TILE), run.slot)
-        prog.write(rm.csr(Csr.K_TILES), len(run.tiles))
+        prog.write(rm.csr(Csr.K_TILES), len(ks))
         prog.write(rm.csr(Csr.A_BASE), run.act_base)
         prog.write(rm.csr(Csr.CTRL), CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0))
         prog.wait_idle()
@@ -103,7 +115,9 @@ class WsDriver(DataflowDriver):
         for i, chunk in enumerate(chunks.values()):
             prog = Program()
             first = self.queue_counters(prog) if i == 0 else None
-            reads = [(run, self.queue_run(prog, a, packed, run)) for run in chunk]
+            t0 = chunk[0].tiles[0]
+            awords = self._chunk_act_words(a, t0.m0, t0.m)
+            reads = [(run, self._queue_run_words(prog, packed, awords, run)) for run in chunk]
             last = self.queue_counters(prog) if i == len(chunks) - 1 else None
             words = self.run(prog)
             for run, idx in reads:
