@@ -85,23 +85,32 @@ class WsDriver(DataflowDriver):
 
     def _queue_run_words(self, prog: Program, packed: PackedWeights, awords: np.ndarray,
                          run: Run) -> np.ndarray | None:
+        """queue_run's ops as one block (a prefill queues thousands of runs)."""
         cfg, rm = self.cfg, self.map
         ks = np.array([t.k0 // cfg.rows for t in run.tiles])
         slots = (run.slot + np.arange(len(ks))) % cfg.weight_tiles
-        prog.write_block(self._slot_addrs[slots].ravel(),
-                         packed.words[ks, run.tiles[0].n0 // cfg.cols].ravel())
+        wwords = packed.words[ks, run.tiles[0].n0 // cfg.cols].ravel()
         entries = (run.act_base + np.arange(len(ks) * run.m)) % cfg.act_depth
-        offs = (entries[:, None] << rm.act_word_bits) | np.arange(rm.act_words)[None, :]
-        prog.write_block((offs | rm.addr(Region.ACT, 0)).ravel(), awords[ks].ravel())
-        prog.write(rm.csr(Csr.M_COUNT), run.m)
-        prog.write(rm.csr(Csr.W_TILE), run.slot)
-        prog.write(rm.csr(Csr.K_TILES), len(ks))
-        prog.write(rm.csr(Csr.A_BASE), run.act_base)
-        prog.write(rm.csr(Csr.CTRL), CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0))
-        prog.wait_idle()
-        if not run.last_k:
-            return None
-        return prog.read_block(rm.out_addrs(run.m, run.tiles[0].n))
+        aaddrs = ((entries[:, None] << rm.act_word_bits) | np.arange(rm.act_words)[None, :]
+                  | rm.addr(Region.ACT, 0)).ravel()
+        n = run.tiles[0].n
+        nw, na, nr = len(wwords), len(aaddrs), run.m * n if run.last_k else 0
+        ops = np.zeros((nw + na + 6 + nr, 3), dtype=np.int64)
+        ops[: nw + na + 5, 0] = OP_WRITE
+        ops[:nw, 1], ops[:nw, 2] = self._slot_addrs[slots].ravel(), wwords
+        ops[nw : nw + na, 1], ops[nw : nw + na, 2] = aaddrs, awords[ks].ravel()
+        ctrl = CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0)
+        for i, (reg, value) in enumerate(((Csr.M_COUNT, run.m), (Csr.W_TILE, run.slot),
+                                          (Csr.K_TILES, len(ks)), (Csr.A_BASE, run.act_base),
+                                          (Csr.CTRL, ctrl))):
+            ops[nw + na + i, 1:] = (rm.csr(reg), value)
+        ops[nw + na + 5, 0] = OP_WAIT
+        if nr:
+            ops[nw + na + 6 :, 0] = OP_READ
+            ops[nw + na + 6 :, 1] = rm.out_addrs(run.m, n)
+        first = prog.reads
+        prog.extend(ops, nr)
+        return np.arange(first, first + nr) if run.last_k else None
 
     def _gemm_runs(self, a: np.ndarray, packed: PackedWeights) -> tuple[np.ndarray, Events]:
         """gemm on a double-buffered top: one program per M chunk of plan_runs."""
