@@ -4,6 +4,7 @@ golden.tiling's plan (plan_gemm; plan_runs for a double-buffered top)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -100,10 +101,8 @@ class WsDriver(DataflowDriver):
         ops[:nw, 1], ops[:nw, 2] = self._slot_addrs[slots].ravel(), wwords
         ops[nw : nw + na, 1], ops[nw : nw + na, 2] = aaddrs, awords[ks].ravel()
         ctrl = CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0)
-        for i, (reg, value) in enumerate(((Csr.M_COUNT, run.m), (Csr.W_TILE, run.slot),
-                                          (Csr.K_TILES, len(ks)), (Csr.A_BASE, run.act_base),
-                                          (Csr.CTRL, ctrl))):
-            ops[nw + na + i, 1:] = (rm.csr(reg), value)
+        ops[nw + na : nw + na + 5, 1] = self._run_csrs
+        ops[nw + na : nw + na + 5, 2] = (run.m, run.slot, len(ks), run.act_base, ctrl)
         ops[nw + na + 5, 0] = OP_WAIT
         if nr:
             ops[nw + na + 6 :, 0] = OP_READ
@@ -153,6 +152,12 @@ class WsDriver(DataflowDriver):
         if not t.last_k:
             return None
         return prog.read_block(rm.out_addrs(t.m, t.n))
+
+    @cached_property
+    def _run_csrs(self) -> np.ndarray:
+        """Addresses of the CSRs a run writes, in _queue_run_words's order."""
+        return np.array([self.map.csr(r) for r in (Csr.M_COUNT, Csr.W_TILE, Csr.K_TILES,
+                                                   Csr.A_BASE, Csr.CTRL)])
 
     @property
     def _slot_addrs(self) -> np.ndarray:
