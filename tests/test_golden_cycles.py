@@ -141,3 +141,25 @@ def test_weight_buffers_is_checked_and_names_its_builds() -> None:
     one, two = ArrayConfig(), ArrayConfig(weight_buffers=2)
     assert two.key() != one.key() and two.name() != one.name()
     assert ArrayConfig.from_dict(two.to_dict()) == two
+
+
+def test_double_buffered_cost_equals_the_run_by_run_schedule() -> None:
+    """golden.memory's per-block aggregation against the schedule it describes, walked run by
+    run over plan_runs: the first load exposed, then each run costs max(its compute, the next
+    run's load), then the block's results drain after its last run."""
+    mem = MemoryConfig(3.5)
+    for cfg in (_double(rows=2, cols=3, act_depth=5, weight_tiles=3, max_k=63, acc_bits=14),
+                _double(rows=7, cols=5, act_depth=33, weight_tiles=9)):
+        for m, k, n in [(1, 1, 1), (5, 9, 4), (40, 17, 23), (12, 14, 10)]:
+            runs = plan_runs(cfg, m, k, n)
+            loads = [sum(mem.weight_bytes(t.k * t.n) + t.m * t.k for t in run.tiles)
+                     / mem.dram_bytes_per_cycle for run in runs]
+            time = loads[0]
+            for i, run in enumerate(runs):
+                nxt = loads[i + 1] if i + 1 < len(runs) else 0.0
+                time += max(ws_run_cycles(cfg, run.m, len(run.tiles)), nxt)
+                if run.last_k:
+                    time += run.m * run.tiles[0].n * mem.out_bytes / mem.dram_bytes_per_cycle
+            cost = ws_gemm_cost(cfg, mem, m, k, n, 1)
+            assert cost.cycles == pytest.approx(time, rel=1e-12), (m, k, n)
+            assert cost.compute_cycles == gemm_cycles(cfg, m, k, n)
