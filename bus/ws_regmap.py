@@ -5,6 +5,10 @@ module and bus/contract.py, so none of them hard-codes a number. Common CSRs, th
 the region select are bus/contract.py's; this map adds:
 
   CSR W_TILE (6)             rw: weight-buffer tile slot the next tile uses
+  CSR K_TILES (19)           rw: tiles one start runs (weight_buffers=2 only; else reads 0);
+                             1 after reset, so a host that never writes it runs one tile
+  CSR A_BASE (20)            rw: activation entry of the run's first vector (weight_buffers=2)
+  CSR CONFIG2 (21)           r:  weight_buffers (2; absent from single-buffered tops)
   CONFIG1                    act_depth | weight_tiles << 16
   CTRL bit 1                 accumulate: add results into the output buffer (K tiles sum on chip)
   region 1  weight buffer    entry e = tile * 2**ceil(log2 R) + row r, word j holds the
@@ -12,6 +16,11 @@ the region select are bus/contract.py's; this map adds:
   region 2  activation buf   entry m (0..act_depth-1), word j holds rows 4j .. 4j+3 as
                              8-bit two's complement lanes (row 4j in bits 7:0)
   region 3  output buffer    entry m, word c = column c's accumulator, sign-extended
+
+A double-buffered top (weight_buffers=2) runs K_TILES tiles per start, back to back: tile i
+takes weight slot (W_TILE + i) mod weight_tiles and activation entries A_BASE + i*M_COUNT ...
+(mod act_depth), and adds into the output block unless it is tile 0 of a start without
+accumulate (golden.tiling.Run).
 
 Weight code: two's complement of the ternary value (00 = 0, 01 = +1, 11 = -1). The PE reads
 bit 0 as "non-zero" and bit 1 as "negate", so the invalid code 10 behaves as zero.
@@ -29,7 +38,7 @@ from .contract import Region, RegMapBase, extend_csrs, log2ceil, pack_lanes
 CODES_PER_WORD = 16
 ACTS_PER_WORD = 4
 
-Csr = extend_csrs("Csr", {"W_TILE": 6})
+Csr = extend_csrs("Csr", {"W_TILE": 6, "K_TILES": 19, "A_BASE": 20, "CONFIG2": 21})
 CTRL_ACCUMULATE = 1 << 1
 
 
@@ -87,9 +96,14 @@ class WsRegMap(RegMapBase):
     def out_addr(self, m: int, col: int) -> int:
         return self.addr(Region.OUT, (m << self.out_word_bits) | col)
 
-    def config_words(self) -> tuple[int, int]:
+    def config_words(self) -> tuple[int, ...]:
         c = self.cfg
-        return self.config0(), c.act_depth | c.weight_tiles << 16
+        words = (self.config0(), c.act_depth | c.weight_tiles << 16)
+        # single-buffered tops keep the two words they always had
+        return words if c.weight_buffers == 1 else (*words, c.weight_buffers)
+
+    def config_csrs(self) -> tuple[int, ...]:
+        return (Csr.CONFIG0, Csr.CONFIG1, Csr.CONFIG2)[: len(self.config_words())]
 
     # --- packing: what the host writes for one tile ---------------------------------
     # Vectorised, because the host packs every tile of every matmul it runs.

@@ -38,6 +38,9 @@ def __getattr__(name: str) -> Any:
 # "saturate": every add clamps to the acc_bits range (hdl.pes.accumulate; golden.gemm models
 # where: at each PE and where K tiles are summed).
 ACC_OVERFLOW = ("safe", "wrap", "saturate")
+# Fields added after the first release, with the default that means "as before": key() leaves
+# them out at that value, so build caches from before they existed stay valid.
+LATER_FIELDS = {"pe": DEFAULT_PE, "acc_overflow": "safe", "weight_buffers": 1}
 
 
 def safe_k(act_bits: int, acc_bits: int) -> int:
@@ -75,6 +78,10 @@ class ArrayConfig:
     so a DRAM row holds whole 32-bit results).
     dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
     power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
+    weight_buffers: weight registers per PE ("ws"): 1 loads each tile's weights before it
+    streams (SCALE-Sim's weight-stationary timing); 2 adds a shadow register per PE, so the
+    next tile loads while the current one streams and a start runs K_TILES tiles back to back
+    (golden.cycles.ws_run_cycles).
     pe: name of the registered processing element the "ws" array is built from
     (tritium.hdl.pes; the name is checked against the registry where the RTL is built, since
     golden knows no RTL).
@@ -93,6 +100,7 @@ class ArrayConfig:
     dram_words: int = 0
     pe: str = DEFAULT_PE
     acc_overflow: str = "safe"
+    weight_buffers: int = 1
 
     def __post_init__(self) -> None:
         # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
@@ -100,7 +108,7 @@ class ArrayConfig:
         if isinstance(b, float) and b.is_integer():
             object.__setattr__(self, "dram_bytes_per_cycle", int(b))
         for name in ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_depth", "max_k",
-                     "dram_bytes_per_cycle", "dram_words"):
+                     "dram_bytes_per_cycle", "dram_words", "weight_buffers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"ArrayConfig.{name} must be an integer, got {value!r}")
@@ -125,6 +133,9 @@ class ArrayConfig:
             )
         if not 1 <= self.act_depth <= 65535:
             raise ConfigError(f"ArrayConfig.act_depth must be in 1..65535, got {self.act_depth}")
+        if self.weight_buffers not in (1, 2):
+            raise ConfigError(f"ArrayConfig.weight_buffers must be 1 (load, then stream) or 2 "
+                              f"(load the next tile while streaming), got {self.weight_buffers}")
         if self.max_k < 1:
             raise ConfigError(f"ArrayConfig.max_k must be >= 1, got {self.max_k}")
         if self.acc_overflow not in ACC_OVERFLOW:
@@ -174,13 +185,13 @@ class ArrayConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """Stable short hash, used to name build folders. The default PE and overflow mode are
-        left out, so configurations from before those fields existed keep their key."""
+        """Stable short hash, used to name build folders. Fields added after the first
+        release are left out at their defaults (LATER_FIELDS), so configurations from before
+        them keep their key."""
         data = self.to_dict()
-        if self.pe == DEFAULT_PE:
-            del data["pe"]
-        if self.acc_overflow == "safe":
-            del data["acc_overflow"]
+        for name, default in LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -188,4 +199,5 @@ class ArrayConfig:
         base = f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
         if self.acc_overflow != "safe":
             base += f"_{self.acc_overflow}"
-        return base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"
+        base = base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"
+        return base if self.weight_buffers == 1 else f"{base}_wb{self.weight_buffers}"

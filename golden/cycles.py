@@ -7,6 +7,17 @@ Weight-stationary tile of m activation vectors on an R x C array:
                        j + (R - 1) + c; the last write ends the tile.
 Total 2R + C + m - 2: SCALE-Sim v2's stall-free weight-stationary count for one fold.
 
+Double-buffered weights (ArrayConfig.weight_buffers=2): each PE has a shadow weight register.
+One start runs T K tiles of m vectors (golden.tiling.plan_runs). Tile u's weight rows are
+written into the shadow registers one row per cycle from cycle L_u; its vector 0 enters row 0
+at S_u, and a copy wave moves the shadow into PE (r, c) in cycle S_u - 1 + r + c, riding one
+cycle ahead of the tile's first vector. So, counting busy cycles from 0:
+  L_0 = 0, S_0 = 2
+  L_u+1 = max(L_u + R, S_u + C - 2)   the loader is free, and the wave has left row 0's shadow
+  S_u+1 = max(S_u + m, L_u+1 + 2)     the previous tile has entered, and row 0 is loaded
+  busy  = S_T-1 + m + R + C - 2       the last vector's result leaves column C-1
+With m >= R and m >= C the tiles stream back to back: T*m + R + C cycles for the run.
+
 Events are counted where vectors enter the array: every injected vector makes each PE with a
 non-zero weight issue one add/subtract (a "MAC") and each zero-weight PE hold (a "skip").
 Padded rows and columns of edge tiles hold zero weights, so they count as skips.
@@ -25,12 +36,22 @@ import numpy as np
 
 from .checks import check_ternary
 from .config import ArrayConfig
-from .tiling import Tile, plan_gemm, weight_tile
+from .tiling import Tile, check_gemm_dims, plan_gemm, plan_runs, run_shape, weight_tile
 
 
 def tile_cycles(cfg: ArrayConfig, m: int) -> int:
     """Busy cycles of one tile that streams m vectors."""
     return 2 * cfg.rows + cfg.cols + m - 2
+
+
+def ws_run_cycles(cfg: ArrayConfig, m: int, tiles: int) -> int:
+    """Busy cycles of one double-buffered run of `tiles` K tiles streaming m vectors each."""
+    r, c = cfg.rows, cfg.cols
+    load, start = 0, 2
+    for _ in range(tiles - 1):
+        load = max(load + r, start + c - 2)
+        start = max(start + m, load + 2)
+    return start + m + r + c - 2
 
 
 def load_cycles(cfg: ArrayConfig) -> int:
@@ -99,7 +120,9 @@ def gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> 
 
 
 def ws_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
-    return sum(tile_cycles(cfg, t.m) for t in plan_gemm(cfg, m, k, n))
+    """Sum of the tiles' (or runs') cycles in plan order, counted by size class."""
+    check_gemm_dims(cfg, m, k, n)
+    return ws_gemm_events_from_nnz(cfg, m, k, n, 0).cycles
 
 
 @dataclass
@@ -112,6 +135,15 @@ def ws_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents:
     w = check_ternary("weights", w)
     k, n = w.shape
     total = GemmEvents()
+    if cfg.weight_buffers == 2:
+        for run in plan_runs(cfg, m, k, n):
+            for t in run.tiles:
+                ev = tile_events(cfg, weight_tile(cfg, w, t), t.m)
+                ev.cycles = 0
+                total += ev
+                total.per_tile.append((t, ev))
+            total.cycles += ws_run_cycles(cfg, run.m, len(run.tiles))
+        return total
     for t in plan_gemm(cfg, m, k, n):
         ev = tile_events(cfg, weight_tile(cfg, w, t), t.m)
         total += ev
@@ -122,8 +154,20 @@ def ws_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> GemmEvents:
 def ws_gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
     """"ws" totals from the non-zero count (every M chunk streams each of its vectors past
     every tile once)."""
-    tiles_per_chunk = math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
+    kt, nt = math.ceil(k / cfg.rows), math.ceil(n / cfg.cols)
+    tiles_per_chunk = kt * nt
     total = Events()
+    if cfg.weight_buffers == 2:
+        mc, t = run_shape(cfg, m, k)
+        full, rest = divmod(kt, t)
+        for m0 in range(0, m, mc):
+            mm = min(mc, m - m0)
+            total.tiles += tiles_per_chunk
+            total.cycles += nt * (full * ws_run_cycles(cfg, mm, t)
+                                  + (ws_run_cycles(cfg, mm, rest) if rest else 0))
+        total.macs = m * nnz
+        total.zero_skips = m * tiles_per_chunk * cfg.pes - total.macs
+        return total
     for m0 in range(0, m, cfg.act_depth):
         mm = min(cfg.act_depth, m - m0)
         total.tiles += tiles_per_chunk

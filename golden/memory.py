@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from . import os_model
 from .checks import InputError
 from .config import MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
-from .cycles import Events, tile_cycles, ws_gemm_events_from_nnz
+from .cycles import Events, tile_cycles, ws_gemm_events_from_nnz, ws_run_cycles
 from .energy import EnergyEvents
+from .tiling import run_shape
 
 WEIGHT_CODE_BITS = 2     # bits per weight in the on-chip weight buffer and PE registers
 OUT_WORD_BYTES = 4       # results cross the 32-bit bus one accumulator per word
@@ -195,6 +196,9 @@ def ws_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
     k_cls, n_cls, m_cls = _classes(k, r), _classes(n, c), _classes(m, cfg.act_depth)
     time = 0.0
     w_bytes = a_bytes = o_bytes = 0.0
+    if cfg.weight_buffers == 2:
+        time, w_bytes, a_bytes, o_bytes = _ws_runs_time(cfg, mem, m, k, n)
+        m_cls = []
     for mm, cnt_m in m_cls:
         comp = tile_cycles(cfg, mm)
         for kk, cnt_k in k_cls:
@@ -210,7 +214,7 @@ def ws_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
             o = mm * nn * mem.out_bytes
             o_bytes += cnt_m * cnt_n * o
             time += cnt_m * cnt_n * o / bw
-    if double:
+    if double and cfg.weight_buffers == 1:
         first_w = mem.weight_bytes(min(k, r) * min(n, c))
         last_m = m_cls[-1][0]
         time += min(first_w / bw, tile_cycles(cfg, last_m))
@@ -230,6 +234,49 @@ def ws_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
     regs = (events.macs + events.zero_skips) * (cfg.act_bits + cfg.acc_bits) + tiles * slot_bits
     return GemmCost("ws", m, k, n, events, time, w_bytes, a_bytes, o_bytes, sram_w, sram_a,
                     sram_o, acc_vectors * c, regs, buffer_capacities(cfg))
+
+
+def _ws_runs_time(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int
+                  ) -> tuple[float, float, float, float]:
+    """(cycles, weight, activation, output DRAM bytes) of golden.tiling.plan_runs's schedule
+    for weight_buffers=2: a run's weights and activations go into the half of the buffers the
+    streaming run does not use, so loading run i+1 overlaps computing run i
+    (max(compute, load)); the first load is exposed, and an output block's results are read
+    out after its last run, serially. Loops over output blocks, not runs: the runs of a block
+    come in at most two sizes."""
+    mc, t = run_shape(cfg, m, k)
+    r, c = cfg.rows, cfg.cols
+    bw = mem.dram_bytes_per_cycle
+    kt = math.ceil(k / r)
+    full, rest = divmod(kt, t)
+    edge_k = k - (kt - 1) * r
+    # (count, compute, load, drain after) segments in execution order
+    seq: list[tuple[int, float, float, float]] = []
+    w_bytes = a_bytes = o_bytes = 0.0
+    for m0 in range(0, m, mc):
+        mm = min(mc, m - m0)
+        for n0 in range(0, n, c):
+            nn = min(c, n - n0)
+
+            def load(tiles: int, edge: bool, mm: int = mm, nn: int = nn) -> float:
+                kk = (tiles - 1) * r + (edge_k if edge else r)
+                return (mem.weight_bytes(kk * nn) + mm * kk * mem.act_bytes) / bw
+
+            drain = mm * nn * mem.out_bytes / bw
+            runs = [(full - (rest == 0), t, False)] if full - (rest == 0) > 0 else []
+            runs.append((1, rest or t, True))
+            for i, (count, tiles, edge) in enumerate(runs):
+                last = i == len(runs) - 1
+                seq.append((count, ws_run_cycles(cfg, mm, tiles), load(tiles, edge),
+                            drain if last else 0.0))
+            w_bytes += mem.weight_bytes(k * nn)
+            a_bytes += mm * k * mem.act_bytes
+            o_bytes += mm * nn * mem.out_bytes
+    time = seq[0][2]
+    for i, (count, comp, ld, drain) in enumerate(seq):
+        nxt = seq[i + 1][2] if i + 1 < len(seq) else 0.0
+        time += (count - 1) * max(comp, ld) + max(comp, nxt) + drain
+    return time, w_bytes, a_bytes, o_bytes
 
 
 def os_bytes_per_cycle(mem: MemoryConfig) -> int:

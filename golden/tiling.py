@@ -67,3 +67,83 @@ def act_tile(cfg: ArrayConfig, a: np.ndarray, t: Tile) -> np.ndarray:
     out = np.zeros((t.m, cfg.rows), dtype=np.int16)
     out[:, : t.k] = a[t.m0 : t.m0 + t.m, t.k0 : t.k0 + t.k]
     return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """One start of a double-buffered ("weight_buffers=2") ws top: K tiles of one output block
+    streamed back to back, all with the same m, each accumulating into the block after the
+    first (the first accumulates too when an earlier run of the block came before).
+
+    Tile i takes weight slot (slot + i) mod weight_tiles and activation entries
+    (act_base + i*m ...) mod act_depth, the ring the RTL reads.
+    """
+
+    tiles: tuple[Tile, ...]
+    slot: int
+    act_base: int
+
+    @property
+    def m(self) -> int:
+        return self.tiles[0].m
+
+    @property
+    def accumulate(self) -> bool:
+        return self.tiles[0].accumulate
+
+    @property
+    def last_k(self) -> bool:
+        return self.tiles[-1].last_k
+
+
+def run_shape(cfg: ArrayConfig, m: int, k: int) -> tuple[int, int]:
+    """(rows per M chunk, K tiles per run) of the double-buffered plan.
+
+    Half the weight slots and half the activation entries hold one run, so the next run's
+    weights and activations can be written into the other half while it streams. Among the
+    shapes that fit, the one with the fewest busy cycles wins (fewer weight reloads on a tie)."""
+    from .cycles import ws_run_cycles  # cycles imports this module
+
+    kt = -(-k // cfg.rows)
+    slots = max(1, cfg.weight_tiles // 2)
+    entries = max(1, cfg.act_depth // 2)
+    best: tuple[int, int, int] | None = None
+    for t in range(1, min(kt, slots) + 1):
+        mc = min(m, entries // t)
+        if mc < 1:
+            break
+        total = 0
+        for mm, mcount in _pieces(m, mc):
+            for tt, tcount in _pieces(kt, t):
+                total += mcount * tcount * ws_run_cycles(cfg, mm, tt)
+        if best is None or total < best[0]:
+            best = (total, mc, t)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _pieces(total: int, size: int) -> list[tuple[int, int]]:
+    full, rest = divmod(total, size)
+    return [(size, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
+
+
+def plan_runs(cfg: ArrayConfig, m: int, k: int, n: int) -> list[Run]:
+    """Runs in execution order for weight_buffers=2: M chunks, then N tiles, then runs of
+    consecutive K tiles (K innermost, so partial sums stay in the output buffer). Consecutive
+    runs alternate between the two halves of the weight slots and activation entries."""
+    check_gemm_dims(cfg, m, k, n)
+    mc, t = run_shape(cfg, m, k)
+    r, c = cfg.rows, cfg.cols
+    half_slots, half_entries = cfg.weight_tiles // 2, cfg.act_depth // 2
+    runs = []
+    for m0 in range(0, m, mc):
+        mm = min(mc, m - m0)
+        for n0 in range(0, n, c):
+            nn = min(c, n - n0)
+            k0s = list(range(0, k, r))
+            for i in range(0, len(k0s), t):
+                tiles = tuple(Tile(m0, mm, k0, min(r, k - k0), n0, nn, accumulate=k0 > 0,
+                                   last_k=k0 + r >= k) for k0 in k0s[i : i + t])
+                half = len(runs) % 2
+                runs.append(Run(tiles, half * half_slots, half * half_entries))
+    return runs

@@ -21,6 +21,13 @@ class SystolicArray(wiring.Component):
     r sees it r cycles later. The result for column c of the vector that entered at cycle t is
     on `out[c]` with `out_valid[c]` at cycle t + (R - 1) + c (golden.cycles.column_latency).
     Invalid cycles inject zeros, so bubbles never disturb a sum.
+
+    Double-buffered (cfg.weight_buffers == 2): `w_en` writes row `w_sel` of a shadow register
+    bank instead, and a pulse on `swap` (one cycle before a tile's first vector is presented)
+    copies the shadow into the PEs as a wave, PE (r, c) r + c cycles later, just ahead of that
+    vector. `shadow_free` pulses when the wave has left row 0, so row r may be rewritten from
+    then on at one row per cycle. `macs`/`skips` count the non-zero/zero weights the valid
+    vectors meet this cycle, row by row, for the performance counters.
     """
 
     def __init__(self, cfg: ArrayConfig) -> None:
@@ -36,6 +43,8 @@ class SystolicArray(wiring.Component):
             "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "out_valid": Out(cfg.cols),
             "nnz_row": Out(range(cfg.cols + 1)),
+            **({"swap": In(1), "shadow_free": Out(1), "macs": Out(range(cfg.pes + 1)),
+                "skips": Out(range(cfg.pes + 1))} if cfg.weight_buffers == 2 else {}),
         })
 
     def elaborate(self, platform) -> Module:
@@ -46,13 +55,27 @@ class SystolicArray(wiring.Component):
         wb = self.weight_bits
         pes = [[self.pe.build(cfg.act_bits, cfg.acc_bits, cfg.acc_overflow) for _ in range(cols)]
                for _ in range(rows)]
+        double = cfg.weight_buffers == 2
+        if double:
+            # The copy wave: PE (r, c) loads its shadow r + c cycles after `swap`.
+            wave = [self.swap]
+            for i in range(rows + cols - 2):
+                t = Signal(name=f"swap_d{i + 1}")
+                m.d.sync += t.eq(wave[-1])
+                wave.append(t)
+            m.d.comb += self.shadow_free.eq(wave[cols - 1])
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
-                m.d.comb += [
-                    pe.w_in.eq(self.w_row[wb * c : wb * c + wb]),
-                    pe.w_load.eq(self.w_en & (self.w_sel == r)),
-                ]
+                code = self.w_row[wb * c : wb * c + wb]
+                load = self.w_en & (self.w_sel == r)
+                if double:
+                    shadow = Signal(wb, name=f"shadow_{r}_{c}")
+                    with m.If(load):
+                        m.d.sync += shadow.eq(code)
+                    m.d.comb += [pe.w_in.eq(shadow), pe.w_load.eq(wave[r + c])]
+                else:
+                    m.d.comb += [pe.w_in.eq(code), pe.w_load.eq(load)]
 
         # Skew: row r's activation passes through r registers before reaching column 0.
         for r in range(rows):
@@ -88,4 +111,19 @@ class SystolicArray(wiring.Component):
         nonzero = [self.w_row[2 * c] if wb == 2 else self.w_row[wb * c : wb * c + wb].any()
                    for c in range(cols)]
         m.d.comb += self.nnz_row.eq(sum(nonzero))
+        if double:
+            # Each row's non-zero count follows its weights: shadow, then active with the wave
+            # at column 0; a vector meets row r's weights r cycles after it entered.
+            macs, skips = [], []
+            for r in range(rows):
+                nz_shadow = Signal(range(cols + 1), name=f"nnz_shadow_{r}")
+                nz = Signal(range(cols + 1), name=f"nnz_active_{r}")
+                z = Signal(range(cols + 1), name=f"zeros_active_{r}")
+                with m.If(self.w_en & (self.w_sel == r)):
+                    m.d.sync += nz_shadow.eq(self.nnz_row)
+                with m.If(wave[r]):
+                    m.d.sync += [nz.eq(nz_shadow), z.eq(cols - nz_shadow)]
+                macs.append(Mux(taps[r], nz, 0))
+                skips.append(Mux(taps[r], z, 0))
+            m.d.comb += [self.macs.eq(sum(macs)), self.skips.eq(sum(skips))]
         return m

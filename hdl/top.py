@@ -91,9 +91,9 @@ class Control:
         """Call under the condition that ends a run (in the last busy cycle)."""
         self.m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
-    def register(self, reg: int, width: int, name: str | None = None) -> Signal:
+    def register(self, reg: int, width: int, name: str | None = None, init: int = 0) -> Signal:
         """A CSR the host writes (whole words, truncated to width) and reads back."""
-        sig = Signal(width, name=name or f"csr{int(reg)}")
+        sig = Signal(width, name=name or f"csr{int(reg)}", init=init)
         with self.m.If(self.csr_we & (self.offset == reg)):
             self.m.d.sync += sig.eq(self.bus.wdata)
         self._reads[reg] = sig

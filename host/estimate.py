@@ -327,6 +327,7 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
     pre = phase_dict(prefill, prefill_s, ecfg.prompt_len)
     # the array's compute peak: every PE does one (activation, weight) pair per cycle
     pre["peak_tokens_per_s"] = cfg.pes * f_hz / model.ternary_weights
+    pre["peak_fraction"] = pre["tokens_per_s"] / pre["peak_tokens_per_s"]
     dec = phase_dict(decode, decode_s, 1)
     dec["cycles_per_token"] = dec.pop("cycles")
     dec["seconds_per_token"] = dec.pop("seconds")
@@ -456,6 +457,12 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         f"{mem.dram_bytes_per_cycle:.4g} bytes per cycle, one channel, fractional cycles.",
         f"Weights are stored packed at {mem.weight_bits:g} bits per ternary weight "
         "(2: HF/I2_S packing, 1.6: TL2); activations int8; results one 32-bit word each.",
+        ("ws, double-buffered weights (weight_buffers=2): runs of K tiles stream back to "
+         "back (golden.tiling.plan_runs); each run's weights and activations load into the "
+         "half of the buffers the streaming run does not use, so a run costs max(compute, "
+         "next run's load); the first load is exposed and results drain serially after each "
+         "output block's last run.")
+        if a.weight_buffers == 2 else
         "ws: each tile's activations load serially (one activation buffer, read while busy); "
         + ("the next tile's weights load into the second weight slot while the current tile "
            f"computes (weight_tiles={a.weight_tiles} >= 2): a tile costs act load + "
@@ -473,7 +480,8 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         "Decode is one M = 1 GEMV per matmul per token; its cost does not depend on the "
         "position because attention and the KV cache stay on the CPU.",
         "Prefill runs the whole prompt as one M = prompt_len GEMM per matmul (chunked by "
-        "act_depth as the hardware does).",
+        "act_depth, or by plan_runs when double-buffered, as the hardware does); "
+        "prefill.peak_fraction is tokens_per_s over the array's compute peak.",
         "Zero weights: " + ("counted per matmul from the checkpoint." if measured else
                             f"{zero_fraction:.4g} of each matrix (an assumption; give a "
                             "checkpoint folder to count them)."),

@@ -1,16 +1,17 @@
 """Host driver of the weight-stationary ("ws") top (hdl/ws_top.py), tile by tile following
-golden.tiling's plan."""
+golden.tiling's plan (plan_gemm; plan_runs for a double-buffered top)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from ..bus.contract import CTRL_START, OP_READ, OP_WAIT, OP_WRITE, Program
+from ..bus.contract import CTRL_START, OP_READ, OP_WAIT, OP_WRITE, Program, Region
 from ..bus.ws_regmap import CTRL_ACCUMULATE, Csr, WsRegMap
 from ..golden.cycles import Events
-from ..golden.tiling import Tile, act_tile, check_gemm_dims, weight_tile
+from ..golden.tiling import Run, Tile, act_tile, check_gemm_dims, plan_runs, weight_tile
 from .driver import DataflowDriver
 
 
@@ -65,6 +66,79 @@ class WsDriver(DataflowDriver):
         awords = rm.act_words_of(act_tile(self.cfg, a, t))
         return self._queue_words(prog, wwords, rm.act_addrs(t.m), awords, t, slot)
 
+    def queue_run(self, prog: Program, a: np.ndarray, w: np.ndarray | PackedWeights,
+                  run: Run) -> np.ndarray | None:
+        """Queue one start of a double-buffered top: the run's weight slots and activation
+        entries, its CSRs, start, wait; and, when it completes its output block, the output
+        reads (their indices, row-major)."""
+        packed = w if isinstance(w, PackedWeights) else self.pack(w)
+        t0 = run.tiles[0]
+        return self._queue_run_words(prog, packed, self._chunk_act_words(a, t0.m0, t0.m), run)
+
+    def _chunk_act_words(self, a: np.ndarray, m0: int, mm: int) -> np.ndarray:
+        """Activation words [K tiles, mm * act_words] of rows m0:m0+mm, zero-padded in K."""
+        cfg = self.cfg
+        kt = -(-a.shape[1] // cfg.rows)
+        chunk = np.zeros((mm, kt * cfg.rows), dtype=np.int16)
+        chunk[:, : a.shape[1]] = a[m0 : m0 + mm]
+        words = self.map.act_words_of(chunk.reshape(mm, kt, cfg.rows).transpose(1, 0, 2))
+        return words.reshape(kt, -1)
+
+    def _queue_run_words(self, prog: Program, packed: PackedWeights, awords: np.ndarray,
+                         run: Run) -> np.ndarray | None:
+        """queue_run's ops as one block (a prefill queues thousands of runs)."""
+        cfg, rm = self.cfg, self.map
+        ks = np.array([t.k0 // cfg.rows for t in run.tiles])
+        slots = (run.slot + np.arange(len(ks))) % cfg.weight_tiles
+        wwords = packed.words[ks, run.tiles[0].n0 // cfg.cols].ravel()
+        entries = (run.act_base + np.arange(len(ks) * run.m)) % cfg.act_depth
+        aaddrs = ((entries[:, None] << rm.act_word_bits) | np.arange(rm.act_words)[None, :]
+                  | rm.addr(Region.ACT, 0)).ravel()
+        n = run.tiles[0].n
+        nw, na, nr = len(wwords), len(aaddrs), run.m * n if run.last_k else 0
+        ops = np.zeros((nw + na + 6 + nr, 3), dtype=np.int64)
+        ops[: nw + na + 5, 0] = OP_WRITE
+        ops[:nw, 1], ops[:nw, 2] = self._slot_addrs[slots].ravel(), wwords
+        ops[nw : nw + na, 1], ops[nw : nw + na, 2] = aaddrs, awords[ks].ravel()
+        ctrl = CTRL_START | (CTRL_ACCUMULATE if run.accumulate else 0)
+        ops[nw + na : nw + na + 5, 1] = self._run_csrs
+        ops[nw + na : nw + na + 5, 2] = (run.m, run.slot, len(ks), run.act_base, ctrl)
+        ops[nw + na + 5, 0] = OP_WAIT
+        if nr:
+            ops[nw + na + 6 :, 0] = OP_READ
+            ops[nw + na + 6 :, 1] = rm.out_addrs(run.m, n)
+        first = prog.reads
+        prog.extend(ops, nr)
+        return np.arange(first, first + nr) if run.last_k else None
+
+    def _gemm_runs(self, a: np.ndarray, packed: PackedWeights) -> tuple[np.ndarray, Events]:
+        """gemm on a double-buffered top: one program per M chunk of plan_runs."""
+        m, k = a.shape
+        out = np.zeros((m, packed.n), dtype=np.int32)
+        runs = plan_runs(self.cfg, m, k, packed.n)
+        chunks: dict[int, list[Run]] = {}
+        for run in runs:
+            chunks.setdefault(run.tiles[0].m0, []).append(run)
+        counters = []
+        for i, chunk in enumerate(chunks.values()):
+            prog = Program()
+            first = self.queue_counters(prog) if i == 0 else None
+            t0 = chunk[0].tiles[0]
+            awords = self._chunk_act_words(a, t0.m0, t0.m)
+            reads = [(run, self._queue_run_words(prog, packed, awords, run)) for run in chunk]
+            last = self.queue_counters(prog) if i == len(chunks) - 1 else None
+            words = self.run(prog)
+            for run, idx in reads:
+                if idx is not None:
+                    t = run.tiles[0]
+                    block = _signed32(words[idx]).reshape(t.m, t.n)
+                    out[t.m0 : t.m0 + t.m, t.n0 : t.n0 + t.n] = block
+            if first is not None:
+                counters.append(self.counters_of(words, first))
+            if last is not None:
+                counters.append(self.counters_of(words, last))
+        return out, self.events_between(counters[0], counters[-1])
+
     def _queue_words(self, prog: Program, wwords: np.ndarray, aaddrs: np.ndarray,
                      awords: np.ndarray, t: Tile, slot: int) -> np.ndarray | None:
         rm = self.map
@@ -78,6 +152,12 @@ class WsDriver(DataflowDriver):
         if not t.last_k:
             return None
         return prog.read_block(rm.out_addrs(t.m, t.n))
+
+    @cached_property
+    def _run_csrs(self) -> np.ndarray:
+        """Addresses of the CSRs a run writes, in _queue_run_words's order."""
+        return np.array([self.map.csr(r) for r in (Csr.M_COUNT, Csr.W_TILE, Csr.K_TILES,
+                                                   Csr.A_BASE, Csr.CTRL)])
 
     @property
     def _slot_addrs(self) -> np.ndarray:
@@ -130,12 +210,15 @@ class WsDriver(DataflowDriver):
         """int32 [M, N] = a [M, K] @ w [K, N] on the device, and the events its counters saw.
 
         Inputs must already be checked (golden.checks); w may be packed once with pack().
-        The device runs one program per M chunk of act_depth rows.
+        The device runs one program per M chunk (act_depth rows; plan_runs's chunk when the
+        top is double-buffered).
         """
         packed = w if isinstance(w, PackedWeights) else self.pack(w)
         cfg, rm = self.cfg, self.map
         m, k = a.shape
         check_gemm_dims(cfg, m, k, packed.n)
+        if cfg.weight_buffers == 2:
+            return self._gemm_runs(a, packed)
         out = np.zeros((m, packed.n), dtype=np.int32)
         kt = packed.words.shape[0]
         tiles_per_chunk = kt * packed.words.shape[1]

@@ -9,8 +9,8 @@ import cocotb
 import numpy as np
 
 from ..bus.ws_regmap import Csr
-from ..golden.cycles import tile_events
-from ..golden.tiling import plan_gemm, weight_tile
+from ..golden.cycles import Events, tile_events, ws_run_cycles
+from ..golden.tiling import plan_gemm, plan_runs, weight_tile
 from .bench_bus import SHARED_TESTS, BusBench, Step, setup
 
 # cocotb collects the tests it finds in this module's namespace.
@@ -22,6 +22,9 @@ class WsBench(BusBench):
     def steps(self, a: np.ndarray, w: np.ndarray) -> Iterator[Step]:
         cfg = self.cfg
         (m, k), n = a.shape, w.shape[1]
+        if cfg.weight_buffers == 2:
+            yield from self.run_steps(a, w)
+            return
         for i, t in enumerate(plan_gemm(cfg, m, k, n)):
 
             def place(words, reads, result, t=t):
@@ -33,6 +36,27 @@ class WsBench(BusBench):
                        lambda prog, t=t, i=i: self.driver.queue_tile(
                            prog, a, w, t, slot=i % cfg.weight_tiles),
                        tile_events(cfg, weight_tile(cfg, w, t), t.m), place)
+
+    def run_steps(self, a: np.ndarray, w: np.ndarray) -> Iterator[Step]:
+        """Double-buffered top: one step per start, a run of K tiles (golden.tiling.plan_runs)
+        taking ws_run_cycles."""
+        cfg = self.cfg
+        (m, k), n = a.shape, w.shape[1]
+        for run in plan_runs(cfg, m, k, n):
+            want = Events(cycles=ws_run_cycles(cfg, run.m, len(run.tiles)))
+            for t in run.tiles:
+                ev = tile_events(cfg, weight_tile(cfg, w, t), t.m)
+                want.tiles, want.macs = want.tiles + 1, want.macs + ev.macs
+                want.zero_skips += ev.zero_skips
+
+            def place(words, reads, result, run=run):
+                if run.last_k:
+                    t = run.tiles[0]
+                    block = words[reads].view(np.int32).reshape(t.m, t.n)
+                    result[t.m0 : t.m0 + t.m, t.n0 : t.n0 + t.n] = block
+
+            yield Step(f"run of {len(run.tiles)} from {run.tiles[0]}",
+                       lambda prog, run=run: self.driver.queue_run(prog, a, w, run), want, place)
 
     def random_shapes(self) -> list[tuple[int, int, int]]:
         r, c, d = self.cfg.rows, self.cfg.cols, self.cfg.act_depth
@@ -52,9 +76,16 @@ class WsBench(BusBench):
 
     def start_csrs(self) -> tuple[dict[int, int], list[dict[int, int]]]:
         cfg = self.cfg
-        return ({Csr.M_COUNT: 1, Csr.W_TILE: 0},
-                [{Csr.M_COUNT: 0}, {Csr.M_COUNT: cfg.act_depth + 1},
-                 {Csr.W_TILE: cfg.weight_tiles}])
+        bad = [{Csr.M_COUNT: 0}, {Csr.M_COUNT: cfg.act_depth + 1},
+               {Csr.W_TILE: cfg.weight_tiles}]
+        if cfg.weight_buffers == 1:
+            return {Csr.M_COUNT: 1, Csr.W_TILE: 0}, bad
+        # the longest legal run fills the activation buffer exactly
+        t = cfg.weight_tiles
+        good = {Csr.M_COUNT: cfg.act_depth // t, Csr.W_TILE: t - 1, Csr.K_TILES: t,
+                Csr.A_BASE: cfg.act_depth - 1}
+        return good, [*bad, {Csr.K_TILES: 0}, {Csr.K_TILES: t + 1},
+                      {Csr.M_COUNT: cfg.act_depth // t + 1}, {Csr.A_BASE: cfg.act_depth}]
 
 
 BENCH = WsBench

@@ -21,7 +21,15 @@ from ..bus.contract import OP_READ, DeviceError
 from ..golden.config import ArrayConfig
 from ..hdl.generate import unit_verilog, write_unit
 from .runner import default_build_root
-from .toolchain import ToolchainError, build_key, cached_build, keep_only, run_logged, verilate
+from .toolchain import (
+    ToolchainError,
+    build_jobs,
+    build_key,
+    cached_build,
+    keep_only,
+    run_logged,
+    verilate,
+)
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
 TOP = "tritium_top"
@@ -35,35 +43,107 @@ class BuildError(ToolchainError):
     pass
 
 
-VERILATOR_FLAGS = ("--cc", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+# Verilator only translates (no --build): the C++ is compiled by our own makefile below, in
+# parallel, without precompiled headers, and the Verilator runtime once per release and flags.
+VERILATOR_FLAGS = ("--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                    "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--top-module", TOP,
-                   "-CFLAGS", "-fPIC -O2", "--Mdir", "obj")
-LINK_FLAGS = ("-shared", "-fPIC", "-O2", "-std=c++17", "-pthread")
+                   "--Mdir", "obj")
+# The per-cycle code is hot; the constructors and the runtime are not. Without
+# -fno-semantic-interposition -fPIC keeps every eval function a call through the PLT rules
+# (not inlined); with it a clock runs ~10 % faster.
+CXX_FAST = ("-O3", "-fPIC", "-fno-semantic-interposition", "-std=c++17",
+            "-fno-stack-protector", "-fno-plt")
+CXX_SLOW = ("-O1", "-fPIC", "-std=c++17")
+LINK_FLAGS = ("-shared", "-pthread")
+RUNTIME = "libverilated_rt.a"
+
+
+def _cxx_defines() -> list[str]:
+    return ["-DVERILATOR=1", "-DVM_COVERAGE=0", "-DVM_SC=0", "-DVM_TIMING=0", "-DVM_TRACE=0",
+            "-DVM_TRACE_FST=0", "-DVM_TRACE_VCD=0", "-DVM_TRACE_SAIF=0"]
 
 
 def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
     key = build_key(unit_verilog("top", cfg, TOP), HARNESS.read_bytes(), *VERILATOR_FLAGS,
-                    *LINK_FLAGS)
+                    *CXX_FAST, *CXX_SLOW, *LINK_FLAGS)
     root = root or default_build_root()
     return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{key}"
 
 
-def _compile(cfg: ArrayConfig, work: Path) -> None:
+def _make_lists(mk: Path) -> dict[str, list[str]]:
+    """The VM_* file lists (without .cpp) of Verilator's <prefix>_classes.mk."""
+    lists: dict[str, list[str]] = {}
+    current = None
+    for line in mk.read_text().splitlines():
+        if "+=" in line:
+            current = line.split("+=")[0].strip()
+            lists.setdefault(current, [])
+        elif current and line.strip() and line.strip() != "\\":
+            lists[current].append(line.strip().rstrip("\\").strip())
+        if not line.rstrip().endswith("\\"):
+            current = None
+    return lists
+
+
+def _makefile(rules: list[tuple[str, str, tuple[str, ...]]], link: str) -> str:
+    """A makefile compiling (object, source, flags) rules, then running `link`."""
+    objs = " ".join(o for o, _, _ in rules)
+    text = [f"all: {LIB}", f"{LIB}: {objs}", f"\t{link}"]
+    for obj, src, flags in rules:
+        text += [f"{obj}: {src}", f"\tg++ {' '.join(flags)} -c -o $@ $<"]
+    return "\n".join(text) + "\n"
+
+
+def _make(work: Path) -> None:
+    """Run the folder's makefile with one job per CPU ($MAKE, as Verilator's own build)."""
+    run_logged([os.environ.get("MAKE", "make"), "-j", str(build_jobs())], work, BuildError)
+
+
+def _runtime(verilator_root: Path, root: Path) -> Path:
+    """The Verilator runtime (verilated.cpp, ...) as one archive, built once per Verilator
+    release and flags and shared by every configuration's build."""
+    include = verilator_root / "include"
+    names = ("verilated", "verilated_threads")
+    key = build_key(*CXX_SLOW, *names)
+
+    def compile_into(work: Path) -> None:
+        inc = [f"-I{include}", f"-I{include / 'vltstd'}", *_cxx_defines()]
+        rules = [(f"{n}.o", str(include / f"{n}.cpp"), (*CXX_SLOW, *inc)) for n in names]
+        text = _makefile(rules, f"ar rcs {RUNTIME} " + " ".join(o for o, _, _ in rules))
+        (work / "Makefile").write_text(text.replace(f"all: {LIB}\n{LIB}:",
+                                                    f"all: {RUNTIME}\n{RUNTIME}:"))
+        _make(work)
+        keep_only(work, {RUNTIME, "build.log"})
+
+    return cached_build(root / "rtl" / f"_verilated_{key}", RUNTIME, compile_into)
+
+
+def _compile(cfg: ArrayConfig, work: Path, root: Path) -> None:
     source = write_unit("top", cfg, work, TOP)
     cls = f"V{TOP}"
-    root = verilate(VERILATOR_FLAGS, [source.name], work, BuildError)
+    vroot = verilate(VERILATOR_FLAGS, [source.name], work, BuildError)
+    runtime = _runtime(vroot, root)
     obj = work / "obj"
-    include = root / "include"
-    run_logged(["g++", *LINK_FLAGS, f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
-                f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}",
-                str(HARNESS), str(obj / f"{cls}__ALL.a"), str(obj / "libverilated.a"),
-                "-o", LIB], work, BuildError)
+    include = vroot / "include"
+    inc = [f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}", *_cxx_defines()]
+    lists = _make_lists(obj / f"{cls}_classes.mk")
+    rules = []
+    for kind, flags in (("FAST", CXX_FAST), ("SLOW", CXX_SLOW)):
+        for name in lists.get(f"VM_CLASSES_{kind}", []) + lists.get(f"VM_SUPPORT_{kind}", []):
+            rules.append((f"obj/{name}.o", f"obj/{name}.cpp", (*flags, *inc)))
+    rules.append(("device.o", str(HARNESS), (*CXX_FAST, *inc, f"-DTOP_HEADER=\\\"{cls}.h\\\"",
+                                             f"-DROOT_HEADER=\\\"{cls}___024root.h\\\"",
+                                             f"-DTOP_CLASS={cls}")))
+    link = f"g++ {' '.join(LINK_FLAGS)} -o $@ $^ {runtime}"
+    (work / "Makefile").write_text(_makefile(rules, link))
+    _make(work)
     keep_only(work, {LIB, source.name, source.with_suffix(".json").name, "build.log"})
 
 
 def ensure_built(cfg: ArrayConfig, root: Path | None = None) -> Path:
     """Path of the shared library for cfg, compiling it once per configuration and source."""
-    return cached_build(build_dir(cfg, root), LIB, lambda work: _compile(cfg, work))
+    root = root or default_build_root()
+    return cached_build(build_dir(cfg, root), LIB, lambda work: _compile(cfg, work, root))
 
 
 _ERRORS = {

@@ -34,6 +34,13 @@ def test_top(name: str, waves: bool) -> None:
     run_bench("top", BENCH_CONFIGS[name], waves=waves)
 
 
+def test_top_double_buffered(waves: bool) -> None:
+    """The shared bus cases on a double-buffered top: every start a run of K tiles, each
+    run's busy pin and counters against golden.cycles.ws_run_cycles."""
+    run_bench("top", replace(BENCH_CONFIGS["2x3"], act_depth=12, weight_tiles=4,
+                             weight_buffers=2), waves=waves)
+
+
 def test_configs_reach_the_safe_k_limit() -> None:
     """The ws bench's accumulator test (sim/bench_ws.py safe_limit_k) runs K = max_k only where
     that stays short; make sure the matrix keeps some configurations whose max_k is the

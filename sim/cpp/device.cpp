@@ -10,9 +10,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <type_traits>
+#include <utility>
 
 #include "verilated.h"
 #include TOP_HEADER
+#include ROOT_HEADER
 
 // Amaranth names the bus ports bus__addr, ...; Verilator escapes "__" in port names as "___05F".
 #define BUS(port) bus___05F##port
@@ -22,6 +25,16 @@ namespace {
 constexpr int64_t OP_WRITE = 1;
 constexpr int64_t OP_READ = 2;
 constexpr int64_t OP_WAIT = 3;
+
+// Verilator 5 finds a rising edge by comparing clk with the value it saw at the previous eval.
+// Every register of the top is clocked on the rising edge, so the falling-edge eval only
+// re-runs the input logic; telling the model "clk was 0" instead saves that whole pass. A
+// Verilator without this member gets the plain two-eval clock.
+template <typename R, typename = void>
+struct HasClkTrigger : std::false_type {};
+template <typename R>
+struct HasClkTrigger<R, std::void_t<decltype(std::declval<R&>().__Vtrigprevexpr___TOP__clk__0)>>
+    : std::true_type {};
 
 struct Device {
     std::unique_ptr<VerilatedContext> ctx;
@@ -35,7 +48,12 @@ struct Device {
         top->clk = 1;
         top->eval();
         top->clk = 0;
-        top->eval();
+        using Root = std::remove_pointer_t<decltype(top->rootp)>;
+        if constexpr (HasClkTrigger<Root>::value) {
+            top->rootp->__Vtrigprevexpr___TOP__clk__0 = 0;
+        } else {
+            top->eval();
+        }
         ++cycles;
     }
 
