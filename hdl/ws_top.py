@@ -334,7 +334,8 @@ class WsAccelerator(AcceleratorTop):
             m.d.comb += o_rd[c].addr.eq(Mux(busy, rd_cnt[c], out_m))
             m.d.comb += [
                 o_wr[c].addr.eq(wr_cnt[c]),
-                o_wr[c].data.eq(array.out[c] + Mux(at_write[1], o_rd[c].data, 0)),
+                o_wr[c].data.eq(overflow_add(array.out[c] + Mux(at_write[1], o_rd[c].data, 0),
+                                             cfg.acc_bits, cfg.acc_overflow)),
                 o_wr[c].en.eq(writing),
             ]
             with m.If(writing):

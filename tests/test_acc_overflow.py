@@ -117,10 +117,13 @@ def test_pe_golden_rule_saturates() -> None:
     assert sat(-500, 100, 0b11, 10) == -512 and sat(7, 100, 0b00, 10) == 7
 
 
-@pytest.mark.parametrize(("dataflow", "mode"), [("ws", "wrap"), ("ws", "saturate"),
-                                                ("os", "saturate")])
-def test_rtl_overflow_equals_golden(dataflow: str, mode: str) -> None:
-    extra = {"act_depth": 6} if dataflow == "ws" else {"dram_words": 64}
+@pytest.mark.parametrize(("dataflow", "mode", "buffers"),
+                         [("ws", "wrap", 1), ("ws", "saturate", 1), ("ws", "saturate", 2),
+                          ("os", "saturate", 1)])
+def test_rtl_overflow_equals_golden(dataflow: str, mode: str, buffers: int) -> None:
+    # double-buffered runs sum several K tiles per start: the same order as one tile a start
+    extra = ({"act_depth": 6, "weight_buffers": buffers} if dataflow == "ws"
+             else {"dram_words": 64})
     cfg = ArrayConfig(rows=4, cols=2, acc_bits=9, max_k=48, acc_overflow=mode,
                       dataflow=dataflow, **extra)
     rng = np.random.default_rng(11)
