@@ -18,6 +18,9 @@ MAX_DIM = 255
 # per cycle; both bounds keep its host addresses inside the 32-bit bus address.
 MAX_DRAM_BYTES_PER_CYCLE = 1024
 MAX_DRAM_WORDS = 2**24
+# How ternary weights travel from memory ("os" weight stream): 2 bits each, or five per byte
+# in base 3 (golden/base3.py, 1.6 bits each).
+WEIGHT_PACKINGS = ("2bit", "base3")
 
 
 class ConfigError(ValueError):
@@ -66,6 +69,8 @@ class ArrayConfig:
     so a DRAM row holds whole 32-bit results).
     dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
     power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
+    weight_packing: how the "os" weight stream packs ternary weights: "2bit" (4 per byte) or
+    "base3" (5 per byte, golden/base3.py); "ws" holds 2-bit codes on chip whatever it says.
     pe: name of the registered processing element the "ws" array is built from
     (tritium.hdl.pes; the name is checked against the registry where the RTL is built, since
     golden knows no RTL).
@@ -83,6 +88,7 @@ class ArrayConfig:
     dram_bytes_per_cycle: int = 16
     dram_words: int = 0
     pe: str = DEFAULT_PE
+    weight_packing: str = "2bit"
 
     def __post_init__(self) -> None:
         # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
@@ -129,6 +135,9 @@ class ArrayConfig:
         if not isinstance(self.pe, str) or not self.pe.isidentifier():
             raise ConfigError(f"ArrayConfig.pe must name a registered PE (an identifier such as "
                               f"{DEFAULT_PE!r}), got {self.pe!r}")
+        if self.weight_packing not in WEIGHT_PACKINGS:
+            raise ConfigError(f"ArrayConfig.weight_packing must be one of "
+                              f"{', '.join(WEIGHT_PACKINGS)}, got {self.weight_packing!r}")
         self._check_dram()
         model.check_config(self)
 
@@ -161,13 +170,17 @@ class ArrayConfig:
 
     def key(self) -> str:
         """Stable short hash, used to name build folders. The default PE is left out, so
-        configurations from before the PE became a field keep their key."""
+        configurations from before the PE became a field keep their key; so is 2-bit packing."""
         data = self.to_dict()
         if self.pe == DEFAULT_PE:
             del data["pe"]
+        if self.weight_packing == "2bit":
+            del data["weight_packing"]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def name(self) -> str:
         base = f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
+        if self.weight_packing != "2bit":
+            base = f"{base}_{self.weight_packing}"
         return base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"

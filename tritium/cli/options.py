@@ -42,6 +42,8 @@ _HELP = {
                   "two (0: sized for one pass at max_k)",
     "pe": "processing element of the ws array, a PE registered in tritium.hdl.pes (ternary; "
           "mac, the int8 multiply-accumulate baseline, exists at array level only)",
+    "weight_packing": "how the os weight stream packs ternary weights: 2bit (4 per byte) or "
+                      "base3 (5 per byte, 1.6 bits)",
 }
 AUTO = "auto"
 
