@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..bus.os_regmap import OsCsr, Region
 from ..golden.config import BUS_BITS
-from ..golden.os_model import stream_drain_cycles, stream_groups
+from ..golden.os_model import acts_per_row, k_per_lane, stream_drain_cycles, stream_groups
 from .top import AcceleratorTop, Control
 
 # Sequencer phases while busy (golden/os_model.py: load, compute, drain).
@@ -95,7 +95,10 @@ class OsAccelerator(AcceleratorTop):
         lanes = min(w, p)                       # weight lanes that reach a PE
         last_group_size = p - (groups - 1) * w
         drains = stream_drain_cycles(cfg)
-        act_rows = -(-cfg.max_k // b)
+        t = k_per_lane(cfg)                     # k per lane: 1 (2-bit) or 5 (base-3 byte)
+        a_per_row = acts_per_row(cfg)
+        slots = a_per_row // t                  # k-steps per activation-buffer row
+        act_rows = -(-cfg.max_k // a_per_row)
 
         # --- address decode ----------------------------------------------------------------
         region, offset = ctl.region, ctl.offset
@@ -129,12 +132,12 @@ class OsAccelerator(AcceleratorTop):
         rows_left = Signal(32)             # activation rows still to run, this one included
         n_left = Signal(32)                # columns of this row still to run, this pass's too
         load_row = Signal(range(max(act_rows, 2)))
-        loaded = Signal(range(act_rows * b + b + 1))     # activations in by this beat's end
-        k = Signal(range(max(cfg.max_k, 2)))
+        loaded = Signal(range(act_rows * a_per_row + a_per_row + 1))  # in by this beat's end
+        k = Signal(range(max(cfg.max_k + t, 2)))         # first k of this k-step
         g = Signal(range(max(groups, 2)))
         g_cols = Signal(range(groups * w + w + 1))       # pass columns covered through group g
         k_row = Signal(range(max(act_rows, 2)))          # where a[m, k] sits in the buffer
-        k_lane = Signal(range(max(b, 2)))
+        k_lane = Signal(range(max(slots, 2)))
         d = Signal(range(max(drains, 2)))                # drain beat of this pass
         d_cols = Signal(range(p + 2 * lanes_out + 1))    # pass columns drained by this beat
         a_ptr = Signal(rm.dram_bits)       # next DRAM row of each kind to read / write
@@ -149,7 +152,7 @@ class OsAccelerator(AcceleratorTop):
         m.d.comb += n_pass.eq(Mux(n_left > p, p, n_left))
         last_load = loaded >= k_count
         last_group = g_cols >= n_pass
-        last_k = k + 1 == k_count
+        last_k = k + t >= k_count
         last_drain = d_cols >= n_pass
         last_pass = n_left <= p
         last_row = rows_left == 1
@@ -184,7 +187,7 @@ class OsAccelerator(AcceleratorTop):
         with m.If(in_compute & ~last_group):
             m.d.comb += [nk_row.eq(k_row), nk_lane.eq(k_lane)]
         with m.Elif(in_compute):
-            with m.If(k_lane == b - 1):
+            with m.If(k_lane == slots - 1):
                 m.d.comb += [nk_row.eq(k_row + 1), nk_lane.eq(0)]
             with m.Else():
                 m.d.comb += [nk_row.eq(k_row), nk_lane.eq(k_lane + 1)]
@@ -196,7 +199,7 @@ class OsAccelerator(AcceleratorTop):
             m.d.sync += [phase.eq(COMPUTE), k.eq(0), g.eq(0), g_cols.eq(w)]
 
         def begin_row():
-            m.d.sync += [phase.eq(LOAD), load_row.eq(0), loaded.eq(b)]
+            m.d.sync += [phase.eq(LOAD), load_row.eq(0), loaded.eq(a_per_row)]
 
         with m.If(start_ok):
             begin_row()
@@ -209,12 +212,12 @@ class OsAccelerator(AcceleratorTop):
             with m.If(last_load):
                 begin_pass()
             with m.Else():
-                m.d.sync += [load_row.eq(load_row + 1), loaded.eq(loaded + b)]
+                m.d.sync += [load_row.eq(load_row + 1), loaded.eq(loaded + a_per_row)]
         with m.If(in_compute):
             with m.If(~last_group):
                 m.d.sync += [g.eq(g + 1), g_cols.eq(g_cols + w)]
             with m.Elif(~last_k):
-                m.d.sync += [k.eq(k + 1), g.eq(0), g_cols.eq(w)]
+                m.d.sync += [k.eq(k + t), g.eq(0), g_cols.eq(w)]
             with m.Else():
                 m.d.sync += [phase.eq(DRAIN), d.eq(0), d_cols.eq(lanes_out)]
         with m.If(in_drain):
@@ -236,26 +239,57 @@ class OsAccelerator(AcceleratorTop):
             abuf_wr.data.eq(dram_rd.data),
             abuf_wr.en.eq(in_load),
         ]
-        act = Signal(signed(cfg.act_bits))
+        # The k-step's T activations, from slot k_lane of the buffer row.
+        acts = [Signal(signed(cfg.act_bits), name=f"act{i}") for i in range(t)]
         with m.Switch(k_lane):
-            for i in range(b):
-                with m.Case(i):
-                    m.d.comb += act.eq(abuf_rd.data[8 * i : 8 * i + cfg.act_bits])
+            for sl in range(slots):
+                with m.Case(sl):
+                    for i, a in enumerate(acts):
+                        lo = 8 * (sl * t + i)
+                        m.d.comb += a.eq(abuf_rd.data[lo : lo + cfg.act_bits])
+
+        # --- weight lanes ----------------------------------------------------------------------
+        # Each lane gives the PEs of its column an (operand, code) pair: 2-bit, the broadcast
+        # activation and the lane's code; base-3, the sum of the byte's five ternary products
+        # (decoded with shift-and-add, golden/base3.py) and "add".
+        wrow = dram_rd.data
+        lane_op, lane_code, lane_nz = [], [], []
+        for j in range(lanes):
+            if t == 1:
+                lane_op.append(acts[0])
+                lane_code.append(wrow[2 * j : 2 * j + 2])
+                lane_nz.append([wrow[2 * j]])
+                continue
+            x: Value = wrow[8 * j : 8 * j + 8]
+            terms, nz = [], []
+            for i in range(t):
+                # 3x is one adder; a named stage keeps the next one from copying its tree.
+                tri = Signal(10, name=f"lane{j}_x3_{i}")
+                m.d.comb += tri.eq((x << 1) + x)
+                digit = tri[8:10]                     # 0 -> -1, 1 -> 0, 2 -> +1
+                x = tri[:8]
+                terms.append(Mux(digit[1], acts[i], Mux(digit[0], 0, -acts[i])))
+                nz.append(digit != 1)
+            total = Signal(signed(cfg.act_bits + 3), name=f"lane{j}")
+            m.d.comb += total.eq(sum(terms[1:], terms[0]))
+            lane_op.append(total)
+            lane_code.append(Const(0b01, 2))
+            lane_nz.append(nz)
 
         # --- PEs -----------------------------------------------------------------------------
-        wrow = dram_rd.data
         gsel = [Signal(name=f"gsel{i}") for i in range(groups)]
         for i, s in enumerate(gsel):
             m.d.comb += s.eq(in_compute & (g == i))
-        pes = [OsPE(cfg.act_bits, cfg.acc_bits) for _ in range(p)]
+        op_bits = cfg.act_bits if t == 1 else cfg.act_bits + 3
+        pes = [OsPE(op_bits, cfg.acc_bits) for _ in range(p)]
         for c, pe in enumerate(pes):
             m.submodules[f"pe_{c}"] = pe
             lane = c % w
             m.d.comb += [
                 pe.en.eq(gsel[c // w]),
                 pe.first.eq(k == 0),
-                pe.code.eq(wrow[2 * lane : 2 * lane + 2]),
-                pe.act.eq(act),
+                pe.code.eq(lane_code[lane]),
+                pe.act.eq(lane_op[lane]),
             ]
 
         # --- DRAM writes: the host while idle, the drain while busy ----------------------------
@@ -290,17 +324,17 @@ class OsAccelerator(AcceleratorTop):
         live = []
         for j in range(lanes):
             ok = Const(1) if j < last_group_size else (g != groups - 1)
-            live.append(wrow[2 * j] & ok)
-        nnz = Signal(range(lanes + 1))
+            live.extend(bit & ok for bit in lane_nz[j])
+        nnz = Signal(range(t * lanes + 1))
         m.d.comb += nnz.eq(_popcount(live))
-        group_size = Signal(range(w + 1))
-        m.d.comb += group_size.eq(Mux(g == groups - 1, last_group_size, min(w, p)))
+        group_size = Signal(range(t * w + 1))
+        m.d.comb += group_size.eq(Mux(g == groups - 1, t * last_group_size, t * min(w, p)))
         # The counts reach the counters a cycle late (a drain beat always follows the last
         # compute beat, so they are in before `done`). Registered without reset, the count
         # depends on no top-level input, which keeps the adder tree out of Verilator's
         # per-input-change evaluation.
-        beat_macs = Signal(range(lanes + 1), reset_less=True)
-        beat_skips = Signal(range(w + 1), reset_less=True)
+        beat_macs = Signal(range(t * lanes + 1), reset_less=True)
+        beat_skips = Signal(range(t * w + 1), reset_less=True)
         m.d.sync += [beat_macs.eq(Mux(in_compute, nnz, 0)),
                      beat_skips.eq(Mux(in_compute, group_size - nnz, 0))]
 
