@@ -158,7 +158,8 @@ def stream_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
 
 def stream_weight_rows(cfg: ArrayConfig, k: int, n: int) -> int:
     """Memory rows of weights one activation row streams (every pass, padding included)."""
-    return k_steps(cfg, k) * sum(count * stream_groups(cfg, cols) for cols, count in stream_passes(cfg, n))
+    return k_steps(cfg, k) * sum(count * stream_groups(cfg, cols)
+                                 for cols, count in stream_passes(cfg, n))
 
 
 def stream_weight_bytes(cfg: ArrayConfig, k: int, n: int) -> int:
@@ -182,8 +183,9 @@ def stream_traffic(cfg: ArrayConfig, m: int, k: int, n: int) -> dict[str, int]:
 def _visits(cfg: ArrayConfig, k: int, n: int) -> int:
     """Weights visited by active lanes (MAC or skip) for one activation row over all passes."""
     w = codes_per_row(cfg)
-    return k_steps(cfg, k) * k_per_lane(cfg) * sum(count * min(stream_groups(cfg, cols) * w, cfg.pes)
+    per_step = sum(count * min(stream_groups(cfg, cols) * w, cfg.pes)
                    for cols, count in stream_passes(cfg, n))
+    return k_steps(cfg, k) * k_per_lane(cfg) * per_step
 
 
 def stream_gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:

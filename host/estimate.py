@@ -469,7 +469,7 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         "os: golden.os_model's cycles are exact for the os RTL and already include every DRAM "
         f"transfer (activation load, {a.weight_packing} weight stream, result drain) one after "
         "another on the one channel, at the DRAM rate rounded down to a multiple of 4 bytes "
-        "per cycle" + (f" ({os_row} here)" if os_row else "") + f"; os streams "
+        "per cycle" + (f" ({os_row} here)" if os_row else "") + "; os streams "
         + ("base-3 bytes (5 weights each, 1.6 bits)" if a.weight_packing == "base3"
            else "2-bit codes") + " (ArrayConfig.weight_packing).",
         "auto picks, per matmul and phase, the dataflow with fewer cycles (one array "
