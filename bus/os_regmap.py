@@ -53,6 +53,7 @@ OsCsr = extend_csrs("OsCsr", {
     "W_BASE": 22,    # rw: DRAM row of the first weight row
     "A_BASE": 23,    # rw: DRAM row of the first activation row
     "O_BASE": 24,    # rw: DRAM row the first result row is written to
+    "W_ROWS": 25,    # rw: weight rows one activation row streams (golden stream_weight_rows)
 })
 
 

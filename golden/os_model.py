@@ -56,6 +56,7 @@ import numpy as np
 from .checks import InputError, check_ternary
 from .config import ArrayConfig, ConfigError
 from .cycles import Events
+from .os_port import IDEAL, PortTiming, start_cycles
 from .tiling import check_gemm_dims
 
 CODES_PER_BYTE = 4     # 2-bit ternary codes
@@ -147,13 +148,29 @@ def stream_row_cycles(cfg: ArrayConfig, k: int, n: int) -> int:
         count * stream_tile_cycles(cfg, k, cols) for cols, count in stream_passes(cfg, n))
 
 
-def stream_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+def stream_gemm_cycles(cfg: ArrayConfig, m: int, k: int, n: int,
+                       timing: PortTiming = IDEAL) -> int:
     """Busy cycles of an M x K x N GEMM as stream_plan runs it: each row re-streams the
     weights, and loads its activations once per N chunk (one chunk unless the weights
-    outgrow the simulated DRAM)."""
+    outgrow the memory); each start waits 1 + latency cycles for its first row
+    (golden/os_port.py), and more when the port is slower or stalls."""
     check_gemm_dims(cfg, m, k, n)
+    if not timing.ideal:
+        return sum(start_cycles(cfg, job_beats(cfg, k, job), timing)
+                   for job in stream_plan(cfg, m, k, n))
     reloads = stream_n_chunks(cfg, k, n) - 1
-    return m * (stream_row_cycles(cfg, k, n) + reloads * stream_load_cycles(cfg, k))
+    return (m * (stream_row_cycles(cfg, k, n) + reloads * stream_load_cycles(cfg, k))
+            + stream_starts(cfg, m, k, n) * (1 + timing.latency))
+
+
+def job_beats(cfg: ArrayConfig, k: int, job: StreamJob) -> list[tuple[bool, int]]:
+    """The beats of one start as runs of (reads a row?, count): per activation row its load,
+    then per pass its compute beats and its drain."""
+    row: list[tuple[bool, int]] = [(True, stream_load_cycles(cfg, k))]
+    for cols, count in stream_passes(cfg, job.n):
+        row += [(True, k_steps(cfg, k) * stream_groups(cfg, cols)),
+                (False, stream_drain_cycles(cfg, cols))] * count
+    return row * job.m
 
 
 def stream_weight_rows(cfg: ArrayConfig, k: int, n: int) -> int:
@@ -188,21 +205,23 @@ def _visits(cfg: ArrayConfig, k: int, n: int) -> int:
     return k_steps(cfg, k) * k_per_lane(cfg) * per_step
 
 
-def stream_gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int) -> Events:
+def stream_gemm_events_from_nnz(cfg: ArrayConfig, m: int, k: int, n: int, nnz: int,
+                                timing: PortTiming = IDEAL) -> Events:
     """Events of an M x K x N GEMM from the weight's non-zero count alone."""
     if not 0 <= nnz <= k * n:
         raise InputError(f"nnz must be in 0..K*N={k * n}, got {nnz}")
-    cycles = stream_gemm_cycles(cfg, m, k, n)
+    cycles = stream_gemm_cycles(cfg, m, k, n, timing)
     tiles = m * _cdiv(n, cfg.pes)
     return Events(tiles=tiles, cycles=cycles, macs=m * nnz,
                   zero_skips=m * (_visits(cfg, k, n) - nnz))
 
 
-def stream_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int) -> Events:
+def stream_gemm_events(cfg: ArrayConfig, w: np.ndarray, m: int,
+                       timing: PortTiming = IDEAL) -> Events:
     """Events of an M x K x N GEMM with ternary weights w [K, N]."""
     w = check_ternary("weights", w)
     k, n = w.shape
-    return stream_gemm_events_from_nnz(cfg, m, k, n, int(np.count_nonzero(w)))
+    return stream_gemm_events_from_nnz(cfg, m, k, n, int(np.count_nonzero(w)), timing)
 
 
 def check_config(cfg: ArrayConfig) -> None:
@@ -278,6 +297,19 @@ def stream_chunk_passes(cfg: ArrayConfig, k: int) -> int:
         raise InputError(f"one pass of K={k} needs {per_pass + load} DRAM rows, more than "
                          f"ArrayConfig.dram_words={depth}")
     return (depth - load) // per_pass
+
+
+def stream_starts(cfg: ArrayConfig, m: int, k: int, n: int) -> int:
+    """Starts stream_plan runs the GEMM in (without building the plan)."""
+    starts = 0
+    chunk = stream_chunk_passes(cfg, k) * cfg.pes
+    depth = stream_dram_words(cfg)
+    load = stream_load_cycles(cfg, k)
+    for n0 in range(0, n, chunk):
+        probe = StreamJob(0, 1, n0, min(n - n0, chunk), 0, 0, 0)
+        rows_fit = (depth - probe.weight_rows(cfg, k)) // (load + probe.out_rows(cfg))
+        starts += _cdiv(m, rows_fit)
+    return starts
 
 
 def stream_n_chunks(cfg: ArrayConfig, k: int, n: int) -> int:

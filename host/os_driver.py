@@ -61,7 +61,8 @@ class OsDriver(DataflowDriver):
         acts = rm.act_rows(a[job.m0 : job.m0 + job.m])
         prog.write_block(rm.dram_addrs(job.a_base, acts.shape[0] * acts.shape[1]), acts)
         for reg, value in ((OsCsr.M_COUNT, job.m), (OsCsr.K_COUNT, k),
-                           (OsCsr.N_COUNT, job.n), (OsCsr.W_BASE, job.w_base),
+                           (OsCsr.N_COUNT, job.n), (OsCsr.W_ROWS, job.weight_rows(self.cfg, k)),
+                           (OsCsr.W_BASE, job.w_base),
                            (OsCsr.A_BASE, job.a_base), (OsCsr.O_BASE, job.o_base)):
             prog.write(rm.csr(reg), value)
         prog.write(rm.csr(OsCsr.CTRL), CTRL_START)

@@ -18,12 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from ..bus.contract import OP_READ, DeviceError
+from ..bus.os_regmap import OsRegMap
 from ..golden.config import ArrayConfig
+from ..golden.os_port import PortTiming
 from ..hdl.generate import unit_verilog, write_unit
 from .runner import default_build_root
 from .toolchain import ToolchainError, build_key, cached_build, keep_only, run_logged, verilate
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
+# The os top's memory port is served by the harness (golden/os_port.py has the contract).
+MEM_PORT = HARNESS.parent / "mem_port.h"
 TOP = "tritium_top"
 LIB = "libtritium_dev.so"
 # A tile of the largest legal config finishes in far fewer cycles; a wait that runs this long
@@ -41,9 +45,14 @@ VERILATOR_FLAGS = ("--cc", "--build", "-O3", "--x-assign", "fast", "--x-initial"
 LINK_FLAGS = ("-shared", "-fPIC", "-O2", "-std=c++17", "-pthread")
 
 
+def _port_flags(cfg: ArrayConfig) -> tuple[str, ...]:
+    return ("-DTRITIUM_MEM_PORT", f"-I{MEM_PORT.parent}") if cfg.dataflow == "os" else ()
+
+
 def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
     key = build_key(unit_verilog("top", cfg, TOP), HARNESS.read_bytes(), *VERILATOR_FLAGS,
-                    *LINK_FLAGS)
+                    *LINK_FLAGS, *_port_flags(cfg),
+                    *((MEM_PORT.read_bytes(),) if cfg.dataflow == "os" else ()))
     root = root or default_build_root()
     return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{key}"
 
@@ -54,7 +63,8 @@ def _compile(cfg: ArrayConfig, work: Path) -> None:
     root = verilate(VERILATOR_FLAGS, [source.name], work, BuildError)
     obj = work / "obj"
     include = root / "include"
-    run_logged(["g++", *LINK_FLAGS, f"-DTOP_HEADER=\"{cls}.h\"", f"-DTOP_CLASS={cls}",
+    run_logged(["g++", *LINK_FLAGS, *_port_flags(cfg), f"-DTOP_HEADER=\"{cls}.h\"",
+                f"-DTOP_CLASS={cls}",
                 f"-I{obj}", f"-I{include}", f"-I{include / 'vltstd'}",
                 str(HARNESS), str(obj / f"{cls}__ALL.a"), str(obj / "libverilated.a"),
                 "-o", LIB], work, BuildError)
@@ -76,7 +86,9 @@ _ERRORS = {
 class VerilatorDevice:
     """A host Device (bus/contract.py) backed by the Verilated accelerator top."""
 
-    def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None) -> None:
+    def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None,
+                 port: PortTiming | None = None) -> None:
+        """port: how the memory behind an os top's port answers (default PortTiming())."""
         self.cfg = cfg
         self.library = ensure_built(cfg, build_root)
         # Each device gets its own copy of the library: Verilator models keep static state per
@@ -103,6 +115,19 @@ class VerilatorDevice:
         lib.tritium_dev_busy.restype = ctypes.c_int
         self._lib = lib
         self._h = lib.tritium_dev_new()
+        if cfg.dataflow == "os":
+            self._serve_port(port or PortTiming())
+
+    def _serve_port(self, timing: PortTiming) -> None:
+        rm = OsRegMap(self.cfg)
+        u64 = ctypes.c_uint64
+        self._lib.tritium_dev_port_layout.argtypes = [ctypes.c_void_p, u64, u64, u64, u64]
+        self._lib.tritium_dev_port_timing.argtypes = [ctypes.c_void_p, u64, u64, u64, u64, u64]
+        self._lib.tritium_dev_port_layout(self._h, rm.row_words, rm.word_bits, rm.region_bits,
+                                          rm.dram_words)
+        self._lib.tritium_dev_port_timing(self._h, timing.rate(self.cfg), timing.latency,
+                                          timing.stall_ppm, timing.seed, timing.capacity())
+        self.port = timing
 
     @property
     def cycles(self) -> int:
