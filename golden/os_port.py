@@ -24,7 +24,8 @@ sim/bench_os.py) follows PortTiming, and so does `start_cycles` here, cycle for 
     counts the cycles since the start began (0 in its first busy cycle): a deterministic
     pseudo-random pattern (splitmix64, `stalled`), so the model needs no trace;
   * it takes a result row in every cycle (wr_ready = 1): results are < 1 % of the traffic;
-  * between starts it is idle: empty, credit full, i = 0.
+  * a cycle that follows an idle one (busy low) begins with i = 0 and full credit, and the
+    server is empty then (a start asks only for rows it consumes), so every start does.
 
 With no stalls, full bandwidth and depth >= latency + 2 (the default), a start takes its
 beats plus 1 + latency cycles: the first request goes out in the first busy cycle and is

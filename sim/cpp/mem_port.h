@@ -4,8 +4,8 @@
 // `depth` accepted requests held, each answered from 1 + latency cycles after it was taken, in
 // order; a request needs a whole row of bandwidth credit (refilled by `rate` bytes a cycle);
 // requests are refused in the cycles splitmix64(seed ^ i * K) % 1e6 < stall_ppm marks, i
-// counting the cycles since the start began; result rows are taken every cycle. Between
-// starts the server is idle: empty, credit full, i = 0.
+// counting the cycles since the start began; result rows are taken every cycle. A cycle that
+// follows an idle one (busy low) begins with i = 0 and full credit, so every start does.
 //
 // The host reaches the same memory over the bus: operations on region 1 (the os map's
 // memory region, bus/os_regmap.py) are served here and never reach the RTL.
@@ -61,7 +61,7 @@ struct Server {
     // state
     std::deque<std::pair<uint64_t, uint64_t>> pending;   // (answered from cycle i, row)
     uint64_t credit = 4, index = 0;
-    bool rd_ready = false, rsp_valid = false;
+    bool rd_ready = false, rsp_valid = false, was_busy = false;
 
     void layout(uint64_t words, uint64_t wbits, uint64_t rbits, uint64_t nrows) {
         row_words = words;
@@ -96,7 +96,7 @@ struct Server {
     // Before a clock edge: what the server offers this cycle.
     template <class Top>
     void drive(Top* top) {
-        if (!top->busy) {
+        if (!was_busy) {
             index = 0;
             credit = row_bytes;
         }
@@ -125,7 +125,8 @@ struct Server {
         }
         credit = credit - spend + rate;
         if (credit > row_bytes) credit = row_bytes;
-        if (top->busy) ++index;
+        was_busy = top->busy;
+        if (was_busy) ++index;
     }
 };
 
