@@ -5,8 +5,9 @@ Common CSRs, the bus timing and the region select are bus/contract.py's; this ma
   CSRs      CONFIG1 = dram_bytes_per_cycle | log2(dram rows) << 16 | base3 << 24 (1 when
             ArrayConfig.weight_packing is "base3"); CONFIG2 = max_k;
             K_COUNT, N_COUNT and the DRAM base rows W_BASE, A_BASE, O_BASE (OsCsr).
-  region 1  simulated DRAM: row e (0..dram_words-1) of B = dram_bytes_per_cycle bytes, word j
-            holds bytes 4j..4j+3 of the row; rows use a power-of-two stride of words.
+  region 1  the memory behind the top's port (golden/os_port.py), served by the harness or
+            board, not by the top: row e (0..dram_words-1) of B = dram_bytes_per_cycle
+            bytes, word j holds bytes 4j..4j+3 of the row; rows use a power-of-two stride.
   (regions 2 and 3 read as zero)
 
 Row contents, by what the engine does with them (golden/os_model.py has the schedule):
@@ -20,7 +21,7 @@ Row contents, by what the engine does with them (golden/os_model.py has the sche
             (A = B, or 5*floor(B/5) with base3 so that a pentad never straddles two rows).
   results   L = B/4 int32 words: row d of a pass holds its columns d*L .. d*L+L-1.
 
-The DRAM belongs to the engine while STATUS.busy: host writes are dropped, reads are undefined.
+The memory belongs to the engine while STATUS.busy: the host must not touch it then.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ DEFAULT_PE = "ternary"
 BUS_BITS = 32
 # Field widths of the CONFIG registers (bus/contract.py) bound what a config may ask for.
 MAX_DIM = 255
-# The "os" dataflow's simulated DRAM (hdl/os_top.py): one row of dram_bytes_per_cycle bytes
+# The memory behind the "os" top's port (golden/os_port.py): rows of dram_bytes_per_cycle bytes
 # per cycle; both bounds keep its host addresses inside the 32-bit bus address.
 MAX_DRAM_BYTES_PER_CYCLE = 1024
 MAX_DRAM_WORDS = 2**24
@@ -67,8 +67,9 @@ class ArrayConfig:
     overflow-safe for acc_bits.
     dram_bytes_per_cycle: DRAM bandwidth in bytes per accelerator clock ("os": a multiple of 4,
     so a DRAM row holds whole 32-bit results).
-    dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
-    power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
+    dram_words: depth of the memory behind the "os" top's port (served by the harness or board,
+    not built into the RTL) in rows of dram_bytes_per_cycle bytes, a power of two; 0 sizes it
+    for one pass at max_k (golden.os_model.stream_dram_words).
     weight_packing: how the "os" weight stream packs ternary weights: "2bit" (4 per byte) or
     "base3" (5 per byte, golden/base3.py); "ws" holds 2-bit codes on chip whatever it says.
     pe: name of the registered processing element the "ws" array is built from

@@ -23,24 +23,28 @@ For each activation row:
              g = 0..G_p-1 one row brings the lanes of columns g*W .. g*W+W-1 of the pass, and
              those PEs add the lane's sum. (W >= P: one row per k-step, G_p = 1.)
     drain    ceil(n_p / L) cycles: the accumulators of L columns per cycle go into memory.
-A GEMM whose weights outgrow the memory (dram_words) runs as C starts of whole passes
-(stream_plan), and each start loads its activation rows again, so the busy cycles are
+Memory is what serves the top's port (golden/os_port.py): the Verilator harness or a board,
+dram_words rows deep (a harness size, not RTL). A GEMM whose weights outgrow it runs as C
+starts of whole passes (stream_plan), and each start loads its activation rows again. Each
+start waits 1 + latency cycles for its first row, so with an ideal port the busy cycles are
 
     cycles(M, K, N) = M * ( C * ceil(K/A) + sum_p ( ceil(K/T) * ceil(n_p/W) + ceil(n_p/L) ) )
+                      + S * (1 + latency)
 
-with C = stream_n_chunks(cfg, K, N): 1 whenever all passes' weights fit in the memory beside
-one activation row (a 2560x2560 GEMV on 32x32 at B = 64 with dram_words sized for max_k).
+with C = stream_n_chunks(cfg, K, N) and S = stream_starts(...) (C = S = 1 whenever all
+passes' weights fit beside one activation row). A slower, shallower or stalling port costs
+what golden.os_port.start_cycles simulates (stream_gemm_cycles takes the PortTiming).
 
-No other cycle exists: the read feeding each beat is issued in the beat before (the start
-write issues the first one), so phases follow each other without bubbles, and a PE starts its
-next pass from zero on its first k-step, so there is no clear step. The phases share the one
-channel, so they are serial by design: overlapping the activation load or the drain with the
-weight stream would need more than B bytes per cycle. Both are small next to the weight
-stream on decode shapes (2560x2560 on a 32x32 array at B = 64, 2-bit: 40 load + 25,600
-compute + 160 drain cycles, 99.2 % of the bandwidth bound K*N/(4B) = 25,600; base3: 43 +
-20,480 + 160 against K*N/(5B) = 20,480), so stream_gemm_cycles already includes all memory
-traffic; an estimator must not add activation or result transfers on top. stream_traffic
-gives the bytes each transfer moves.
+No other cycle exists: the top asks for rows ahead of the beats that use them, so phases
+follow each other without bubbles, and a PE starts its next pass from zero on its first
+k-step, so there is no clear step. The phases share the one channel, so they are serial by
+design: overlapping the activation load or the drain with the weight stream would need more
+than B bytes per cycle. Both are small next to the weight stream on decode shapes (2560x2560
+on a 32x32 array at B = 64, 2-bit: 1 + 40 load + 25,600 compute + 160 drain cycles, 99.2 %
+of the bandwidth bound K*N/(4B) = 25,600; base3: 1 + 43 + 20,480 + 160 against
+K*N/(5B) = 20,480), so stream_gemm_cycles already includes all memory traffic; an estimator
+must not add activation or result transfers on top. stream_traffic gives the bytes each
+transfer moves.
 
 Events (the RTL's counters): tiles = passes run (M * ceil(N/P)); on every compute beat each
 weight of the active group's lanes is either a MAC (non-zero) or a zero skip (zero, padding

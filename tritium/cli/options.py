@@ -38,7 +38,8 @@ _HELP = {
     "max_k": "longest reduction accumulated on chip (checked against acc_bits)",
     "clock_mhz": "clock frequency in MHz",
     "dram_bytes_per_cycle": "DRAM bandwidth in bytes per clock (os: a multiple of 4)",
-    "dram_words": "os simulated-DRAM depth in rows of dram_bytes_per_cycle bytes, a power of "
+    "dram_words": "os: rows of dram_bytes_per_cycle bytes in the memory the harness serves "
+                  "the top's port from, a power of "
                   "two (0: sized for one pass at max_k)",
     "pe": "processing element of the ws array, a PE registered in tritium.hdl.pes (ternary; "
           "mac, the int8 multiply-accumulate baseline, exists at array level only)",
