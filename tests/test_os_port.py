@@ -11,7 +11,7 @@ import pytest
 
 from tritium.golden import ArrayConfig, InputError, ternary_gemm
 from tritium.golden.os_model import job_beats, stream_gemm_cycles, stream_gemm_events, stream_plan
-from tritium.golden.os_port import PortTiming, splitmix64, start_cycles, stalled
+from tritium.golden.os_port import PortTiming, splitmix64, stalled, start_cycles
 from tritium.host.os_driver import OsDriver
 from tritium.sim.runner import run_bench
 
