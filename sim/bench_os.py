@@ -1,8 +1,8 @@
 """cocotb bench of the "os" top (hdl/os_top.py): the shared bus-level cases (sim/bench_bus.py)
 run start by start (golden.os_model.stream_plan), pass timing, and the memory port.
 
-The memory behind the port lives here (MemoryServer, golden/os_port.py's contract and
-PortTiming, from the TRITIUM_PORT environment variable as JSON); the bus master serves the
+The memory behind the port is a PortServer (sim/mem_server.py: golden/os_port.py's contract,
+PortTiming from the TRITIUM_PORT environment variable as JSON); the bus master serves the
 host's region-1 operations from it, as the Verilator harness (sim/cpp/mem_port.h) does.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
 from collections.abc import Iterator
 
 import cocotb
@@ -26,10 +25,11 @@ from ..golden.os_model import (
     stream_plan,
     stream_tile_cycles,
 )
-from ..golden.os_port import PortTiming, stalled
+from ..golden.os_port import PortTiming
 from .bench_bus import SHARED_TESTS, BusBench, Step, check_gemm, setup, weights
 from .benchutil import act_values, uint
 from .bus import BusMaster, BusyMonitor
+from .mem_server import PortServer
 
 
 def port_timing() -> PortTiming:
@@ -37,52 +37,29 @@ def port_timing() -> PortTiming:
 
 
 class MemoryServer:
-    """The memory behind the os top's port, cycle by cycle as golden.os_port.PortTiming says."""
+    """Drives the os top's memory-port pins from a PortServer (sim/mem_server.py)."""
 
     def __init__(self, dut, rm: OsRegMap, timing: PortTiming) -> None:
-        self.dut, self.rm, self.timing = dut, rm, timing
-        self.mem = np.zeros((rm.dram_words, rm.row_words), dtype=np.uint32)
-        self.row = rm.row_bytes
+        self.dut = dut
+        self.port = PortServer(rm, timing)
         dut.mem__rd_ready.value = 0
         dut.mem__rsp_valid.value = 0
         dut.mem__wr_ready.value = 1
         cocotb.start_soon(self._run())
 
-    def _row_int(self, r: int) -> int:
-        return int.from_bytes(self.mem[r].astype("<u4").tobytes(), "little")
-
     async def _run(self) -> None:
-        dut, t = self.dut, self.timing
-        rate, depth = t.rate(self.rm.cfg), t.capacity()
-        pending: deque[tuple[int, int]] = deque()
-        credit, index, was_busy = self.row, 0, False
+        dut = self.dut
         while True:
             await RisingEdge(dut.clk)
-            if not was_busy:
-                index, credit = 0, self.row
-            rd_ready = not stalled(t, index) and credit >= self.row and len(pending) < depth
-            rsp_valid = bool(pending) and pending[0][0] <= index
+            rd_ready, rsp_valid, data = self.port.offer()
             dut.mem__rd_ready.value = int(rd_ready)
             dut.mem__rsp_valid.value = int(rsp_valid)
             if rsp_valid:
-                dut.mem__rsp_data.value = self._row_int(pending[0][1])
+                dut.mem__rsp_data.value = data
             await ReadOnly()
-            spend = 0
-            if uint(dut.mem__wr_valid):
-                data = uint(dut.mem__wr_data).to_bytes(self.row, "little")
-                self.mem[uint(dut.mem__wr_addr)] = np.frombuffer(data, dtype="<u4")
-            if rsp_valid and uint(dut.mem__rsp_ready):
-                pending.popleft()
-            if rd_ready and uint(dut.mem__rd_valid):
-                pending.append((index + 1 + t.latency, uint(dut.mem__rd_addr)))
-                spend = self.row
-            credit = min(credit - spend + rate, self.row)
-            was_busy = bool(uint(dut.busy))
-            index += was_busy
-
-    def word(self, addr: int) -> tuple[int, int]:
-        off = addr & ((1 << self.rm.region_bits) - 1)
-        return off >> self.rm.word_bits, off & (self.rm.row_words - 1)
+            self.port.take(uint(dut.busy), uint(dut.mem__rd_valid), uint(dut.mem__rd_addr),
+                           uint(dut.mem__rsp_ready), uint(dut.mem__wr_valid),
+                           uint(dut.mem__wr_addr), uint(dut.mem__wr_data))
 
 
 class OsBusMaster(BusMaster):
@@ -92,14 +69,11 @@ class OsBusMaster(BusMaster):
         super().__init__(dut, rm)
         self.server = MemoryServer(dut, rm, port_timing())
 
-    def _mine(self, addr: int) -> bool:
-        return addr >> self.rm.region_bits == 1
-
     async def execute(self, ops: np.ndarray) -> np.ndarray:
         reads = []
         rest = []
         for op, addr, word in np.asarray(ops).tolist():
-            if op in (OP_WRITE, OP_READ) and self._mine(addr):
+            if op in (OP_WRITE, OP_READ) and self.server.port.mine(addr):
                 rest.append((op, addr, word))
                 continue
             # Keep the order: flush the memory operations queued before this one.
@@ -119,11 +93,10 @@ class OsBusMaster(BusMaster):
     def _memory_ops(self, ops: list[tuple[int, int, int]]) -> list[int]:
         out = []
         for op, addr, word in ops:
-            row, j = self.server.word(addr)
             if op == OP_WRITE:
-                self.server.mem[row, j] = word & 0xFFFFFFFF
+                self.server.port.write(addr, word)
             else:
-                out.append(int(self.server.mem[row, j]))
+                out.append(self.server.port.read(addr))
         return out
 
 # cocotb collects the tests it finds in this module's namespace.
