@@ -126,3 +126,31 @@ def test_stream_bench_behind_latency_and_stalls() -> None:
     """Every shared bus-level case and the pass timing on a 2-bit top, latency 2, 35 % stalls."""
     timing = {"latency": 2, "stall_ppm": 350_000, "seed": 21}
     run_bench("stream", TWO_BIT, extra_env={"TRITIUM_PORT": json.dumps(timing)})
+
+
+# --- the estimate command ---------------------------------------------------------------------
+
+
+def test_estimate_cli_weight_packing(capsys) -> None:
+    """--weight-packing base3 streams base-3 rows on os and prices 1.6-bit weights; a bad
+    packing is one line naming the parameter."""
+    from tritium.cli import main
+
+    base = ["estimate", "--model", "bitnet-b1.58-2B-4T", "--rows", "32", "--cols", "32",
+            "--clock-mhz", "250", "--dram-gbps", "16", "--dataflow", "os", "--prompt-len",
+            "8", "--gen-len", "1", "--sparsity", "0.3", "--json", "-"]
+    runs = {}
+    for packing in ("2bit", "base3"):
+        assert main([*base, "--weight-packing", packing]) == 0
+        runs[packing] = json.loads(capsys.readouterr().out)
+    two, three = runs["2bit"], runs["base3"]
+    assert three["config"]["array"]["weight_packing"] == "base3"
+    assert three["config"]["memory"]["weight_bits"] == 1.6
+    assert two["config"]["memory"]["weight_bits"] == 2.0
+    per_token = [r["decode"]["weight_bytes_per_token"] for r in (two, three)]
+    assert per_token[1] == pytest.approx(0.8 * per_token[0])
+    assert three["decode"]["tokens_per_s"] >= 36.5 > two["decode"]["tokens_per_s"]
+    assert main([*base, "--weight-packing", "trits"]) == 1
+    err = capsys.readouterr().err
+    assert "weight_packing must be one of 2bit, base3, got 'trits'" in err
+    assert len(err.strip().splitlines()) == 1
