@@ -248,7 +248,7 @@ def check_config(cfg: ArrayConfig) -> None:
                           f"max_k, or use 0 to size it automatically")
 
 
-# --- the simulated DRAM: how big it is and how a GEMM is cut to fit it --------------------
+# --- the memory behind the port: how big it is and how a GEMM is cut to fit it ------------
 
 
 def min_dram_words(cfg: ArrayConfig) -> int:
@@ -260,7 +260,8 @@ def min_dram_words(cfg: ArrayConfig) -> int:
 
 
 def stream_dram_words(cfg: ArrayConfig) -> int:
-    """Depth of the simulated DRAM: cfg.dram_words, or the power of two that fits max_k."""
+    """Rows of the memory behind the port: cfg.dram_words, or the power of two that fits
+    max_k."""
     if cfg.dram_words:
         return cfg.dram_words
     return max(MIN_DRAM_WORDS, 1 << (min_dram_words(cfg) - 1).bit_length())
@@ -293,7 +294,7 @@ class StreamJob:
 
 
 def stream_chunk_passes(cfg: ArrayConfig, k: int) -> int:
-    """Full passes one start can hold in the simulated DRAM beside one activation row."""
+    """Full passes one start can hold in the memory beside one activation row."""
     load = stream_load_cycles(cfg, k)
     per_pass = k_steps(cfg, k) * stream_groups(cfg) + stream_drain_cycles(cfg)
     depth = stream_dram_words(cfg)
@@ -322,7 +323,7 @@ def stream_n_chunks(cfg: ArrayConfig, k: int, n: int) -> int:
 
 
 def stream_plan(cfg: ArrayConfig, m: int, k: int, n: int) -> list[StreamJob]:
-    """Starts that run an M x K x N GEMM within the simulated DRAM: N in chunks of whole
+    """Starts that run an M x K x N GEMM within the memory: N in chunks of whole
     passes (as many as fit with one activation row), then M in chunks that fit beside them.
     Every job runs the GEMM's own passes; each N chunk costs one more activation load per
     row (stream_gemm_cycles counts it)."""

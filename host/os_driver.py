@@ -1,8 +1,10 @@
 """Host driver of the "os" top (hdl/os_top.py).
 
-The host lays a GEMM out in the top's simulated DRAM (golden.os_model.stream_plan: weights of
-whole passes, activation rows, result rows), starts it, and reads the results back, all as
-Programs, so the cocotb bench, the Verilator device and a board run the same code.
+The host lays a GEMM out in the memory behind the top's port (bus region 1; the harness or
+board serves it; golden.os_model.stream_plan: weights of whole passes, activation rows, result
+rows), starts it, and reads the results back, all as Programs, so the cocotb bench, the
+Verilator device and a board run the same code. Each start also tells the top how many
+weight rows one activation row streams (W_ROWS), so the top needs no multiplier to count them.
 """
 
 from __future__ import annotations
