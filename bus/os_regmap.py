@@ -2,20 +2,26 @@
 
 Common CSRs, the bus timing and the region select are bus/contract.py's; this map adds:
 
-  CSRs      CONFIG1 = dram_bytes_per_cycle | log2(dram rows) << 16; CONFIG2 = max_k;
+  CSRs      CONFIG1 = dram_bytes_per_cycle | log2(dram rows) << 16 | base3 << 24 (1 when
+            ArrayConfig.weight_packing is "base3"); CONFIG2 = max_k;
             K_COUNT, N_COUNT and the DRAM base rows W_BASE, A_BASE, O_BASE (OsCsr).
-  region 1  simulated DRAM: row e (0..dram_words-1) of B = dram_bytes_per_cycle bytes, word j
-            holds bytes 4j..4j+3 of the row; rows use a power-of-two stride of words.
+  region 1  the memory behind the top's port (golden/os_port.py), served by the harness or
+            board, not by the top: row e (0..dram_words-1) of B = dram_bytes_per_cycle
+            bytes, word j holds bytes 4j..4j+3 of the row; rows use a power-of-two stride.
   (regions 2 and 3 read as zero)
 
 Row contents, by what the engine does with them (golden/os_model.py has the schedule):
-  weights   W = 4B 2-bit codes, lane i in bits 2i+1:2i (16 per word, as in bus/ws_regmap.py):
-            pass rows are k-major, G rows per k; row g of k holds columns g*W .. g*W+W-1 of
-            the pass, zero past its last column.
-  acts      B int8 lanes, lane i in bits 8i+7:8i: a[m, r*B + i] in row r of activation row m.
+  weights   ArrayConfig.weight_packing "2bit": W = 4B 2-bit codes, lane i in bits 2i+1:2i
+            (16 per word, as in bus/ws_regmap.py). "base3": W = B bytes, lane i in bits
+            8i+7:8i holding w[5t .. 5t+4, column] as one base-3 byte (golden/base3.py, k = 5t
+            the most significant digit; k past K pads with weight 0).
+            Pass rows are k-step-major, G rows per k-step; row g of k-step t holds columns
+            g*W .. g*W+W-1 of the pass, zero past its last column.
+  acts      A int8 lanes, lane i in bits 8i+7:8i: a[m, r*A + i] in row r of activation row m
+            (A = B, or 5*floor(B/5) with base3 so that a pentad never straddles two rows).
   results   L = B/4 int32 words: row d of a pass holds its columns d*L .. d*L+L-1.
 
-The DRAM belongs to the engine while STATUS.busy: host writes are dropped, reads are undefined.
+The memory belongs to the engine while STATUS.busy: the host must not touch it then.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from functools import cached_property
 
 import numpy as np
 
+from ..golden.base3 import pack_base3
 from ..golden.config import ConfigError
 from ..golden.os_model import (
     acts_per_row,
     codes_per_row,
+    k_per_lane,
+    k_steps,
     results_per_row,
     stream_dram_words,
     stream_groups,
@@ -45,6 +54,7 @@ OsCsr = extend_csrs("OsCsr", {
     "W_BASE": 22,    # rw: DRAM row of the first weight row
     "A_BASE": 23,    # rw: DRAM row of the first activation row
     "O_BASE": 24,    # rw: DRAM row the first result row is written to
+    "W_ROWS": 25,    # rw: weight rows one activation row streams (golden stream_weight_rows)
 })
 
 
@@ -111,7 +121,8 @@ class OsRegMap(RegMapBase):
     def config_words(self) -> tuple[int, int, int]:
         """CONFIG0, CONFIG1, CONFIG2."""
         c = self.cfg
-        return self.config0(), c.dram_bytes_per_cycle | self.dram_bits << 16, c.max_k
+        packing = int(c.weight_packing == "base3") << 24
+        return self.config0(), c.dram_bytes_per_cycle | self.dram_bits << 16 | packing, c.max_k
 
     def config_csrs(self) -> tuple[int, ...]:
         return (OsCsr.CONFIG0, OsCsr.CONFIG1, OsCsr.CONFIG2)
@@ -131,22 +142,31 @@ class OsRegMap(RegMapBase):
         w = np.asarray(w)
         k, n = w.shape
         lanes = self.codes_per_row
+        t = k_per_lane(self.cfg)
+        steps = k_steps(self.cfg, k)
         blocks, starts = [], [0]
         n0 = 0
         for cols, count in stream_passes(self.cfg, n):
             g = stream_groups(self.cfg, cols)
-            # Each pass's columns padded to G*W lanes, then cut k-major into G rows per k.
-            padded = np.zeros((k, count, g * lanes), dtype=np.int8)
-            padded[:, :, :cols] = w[:, n0 : n0 + count * cols].reshape(k, count, cols)
-            rows = padded.transpose(1, 0, 2).reshape(count * k * g, lanes)
-            blocks.append(self.code_rows(rows))
+            # Each pass's columns padded to G*W lanes and K to whole k-steps, then cut
+            # k-step-major into G rows per k-step.
+            padded = np.zeros((steps * t, count, g * lanes), dtype=np.int8)
+            padded[:k, :, :cols] = w[:, n0 : n0 + count * cols].reshape(k, count, cols)
+            if t == 1:
+                rows = padded.transpose(1, 0, 2).reshape(count * steps * g, lanes)
+                blocks.append(self.code_rows(rows))
+            else:
+                # [count, step, lane, digit]: each lane's T digits become one base-3 byte.
+                trits = padded.reshape(steps, t, count, g * lanes).transpose(2, 0, 3, 1)
+                data = pack_base3(trits).reshape(count * steps * g, lanes)
+                blocks.append(pack_lanes(data, 8, self.row_words))
             first = starts[-1]
-            starts.extend(first + k * g * (i + 1) for i in range(count))
+            starts.extend(first + steps * g * (i + 1) for i in range(count))
             n0 += count * cols
         return np.concatenate(blocks), np.asarray(starts, dtype=np.int64)
 
     def act_rows(self, a: np.ndarray) -> np.ndarray:
-        """uint32 words [M, ceil(K/B), row_words] of signed activations a [M, K]."""
+        """uint32 words [M, ceil(K/A), row_words] of signed activations a [M, K]."""
         a = np.asarray(a)
         m, k = a.shape
         per = self.acts_per_row

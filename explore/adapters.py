@@ -68,7 +68,8 @@ def params() -> dict[str, Param]:
                           "at its clock)",
              "prompt_len": "prompt tokens run as one prefill",
              "gen_len": "tokens generated after the prompt",
-             "weight_bits": "packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: TL2)",
+             "weight_bits": "packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: base-3 "
+                            "or TL2; default: weight_packing's)",
              "zero_fraction": "fraction of zero ternary weights (default: counted from a "
                               "checkpoint's weights, else 1/3)"}
     for f in dataclasses.fields(est):
@@ -134,7 +135,7 @@ def point_config(values: dict[str, Any], catalogue: dict[str, Param]) -> PointCo
 
         clock = array.get("clock_mhz", ArrayConfig.clock_mhz)
         mem = MemoryConfig(est["dram_gbps"] * 1e9 / (clock * 1e6),
-                           est.get("weight_bits", 2.0))
+                           est.get("weight_bits") or 2.0)   # None: the packing's own
         array["dram_bytes_per_cycle"] = array_bytes_per_cycle(mem)
     cfg = ArrayConfig(**array)
     ecfg = _estimate_config_cls()(cfg, dataflow=cfg.dataflow, **est)

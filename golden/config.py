@@ -14,10 +14,13 @@ DEFAULT_PE = "ternary"
 BUS_BITS = 32
 # Field widths of the CONFIG registers (bus/contract.py) bound what a config may ask for.
 MAX_DIM = 255
-# The "os" dataflow's simulated DRAM (hdl/os_top.py): one row of dram_bytes_per_cycle bytes
+# The memory behind the "os" top's port (golden/os_port.py): rows of dram_bytes_per_cycle bytes
 # per cycle; both bounds keep its host addresses inside the 32-bit bus address.
 MAX_DRAM_BYTES_PER_CYCLE = 1024
 MAX_DRAM_WORDS = 2**24
+# How ternary weights travel from memory ("os" weight stream): 2 bits each, or five per byte
+# in base 3 (golden/base3.py, 1.6 bits each).
+WEIGHT_PACKINGS = ("2bit", "base3")
 
 
 class ConfigError(ValueError):
@@ -40,7 +43,8 @@ def __getattr__(name: str) -> Any:
 ACC_OVERFLOW = ("safe", "wrap", "saturate")
 # Fields added after the first release, with the default that means "as before": key() leaves
 # them out at that value, so build caches from before they existed stay valid.
-LATER_FIELDS = {"pe": DEFAULT_PE, "acc_overflow": "safe", "weight_buffers": 1}
+LATER_FIELDS = {"pe": DEFAULT_PE, "acc_overflow": "safe", "weight_buffers": 1,
+                "weight_packing": "2bit"}
 
 
 def safe_k(act_bits: int, acc_bits: int) -> int:
@@ -76,8 +80,11 @@ class ArrayConfig:
     accumulator than max_k needs, with that overflow behaviour in RTL and golden).
     dram_bytes_per_cycle: DRAM bandwidth in bytes per accelerator clock ("os": a multiple of 4,
     so a DRAM row holds whole 32-bit results).
-    dram_words: depth of the "os" top's simulated DRAM in rows of dram_bytes_per_cycle bytes, a
-    power of two; 0 sizes it for one pass at max_k (golden.os_model.stream_dram_words).
+    dram_words: depth of the memory behind the "os" top's port (served by the harness or board,
+    not built into the RTL) in rows of dram_bytes_per_cycle bytes, a power of two; 0 sizes it
+    for one pass at max_k (golden.os_model.stream_dram_words).
+    weight_packing: how the "os" weight stream packs ternary weights: "2bit" (4 per byte) or
+    "base3" (5 per byte, golden/base3.py); "ws" holds 2-bit codes on chip whatever it says.
     weight_buffers: weight registers per PE ("ws"): 1 loads each tile's weights before it
     streams (SCALE-Sim's weight-stationary timing); 2 adds a shadow register per PE, so the
     next tile loads while the current one streams and a start runs K_TILES tiles back to back
@@ -101,6 +108,7 @@ class ArrayConfig:
     pe: str = DEFAULT_PE
     acc_overflow: str = "safe"
     weight_buffers: int = 1
+    weight_packing: str = "2bit"
 
     def __post_init__(self) -> None:
         # Bandwidths often arrive as floats (GB/s / MHz); a whole number is the same config.
@@ -154,6 +162,9 @@ class ArrayConfig:
         if not isinstance(self.pe, str) or not self.pe.isidentifier():
             raise ConfigError(f"ArrayConfig.pe must name a registered PE (an identifier such as "
                               f"{DEFAULT_PE!r}), got {self.pe!r}")
+        if self.weight_packing not in WEIGHT_PACKINGS:
+            raise ConfigError(f"ArrayConfig.weight_packing must be one of "
+                              f"{', '.join(WEIGHT_PACKINGS)}, got {self.weight_packing!r}")
         self._check_dram()
         model.check_config(self)
 
@@ -199,5 +210,7 @@ class ArrayConfig:
         base = f"{self.dataflow}_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}"
         if self.acc_overflow != "safe":
             base += f"_{self.acc_overflow}"
+        if self.weight_packing != "2bit":
+            base += f"_{self.weight_packing}"
         base = base if self.pe == DEFAULT_PE else f"{base}_{self.pe}"
         return base if self.weight_buffers == 1 else f"{base}_wb{self.weight_buffers}"

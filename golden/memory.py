@@ -6,7 +6,8 @@ golden.os_model for "os"); this module adds the one extra assumption, a DRAM tha
 
 Storage formats (DRAM side):
   weights      packed ternary at `weight_bits` per weight (2.0: the HF / bitnet.cpp I2_S
-               packing; 1.6: TL2's 3 weights in 5 bits), unpadded: only the K x N real weights
+               packing; 1.6: base-3, five per byte, or about TL2's 3 weights in 5 bits),
+               unpadded: only the K x N real weights
   activations  int8, act_bytes per element
   results      one 32-bit word per int32 result (out_bytes), as the host bus reads them
 
@@ -30,7 +31,9 @@ Output-stationary / weight-streaming ("os"): golden.os_model's cycle count is ex
 os RTL and already includes every DRAM transfer (activation load, weight stream, result
 drain, serial on one channel at dram_bytes_per_cycle), so nothing is added. Its DRAM rows are
 whole multiples of 4 bytes, so a fractional rate is rounded down for os (os_bytes_per_cycle),
-and it always streams 2-bit codes (weight_bits below 2 benefits ws only).
+and it streams the array's weight_packing (2-bit codes, or base-3 bytes of five weights:
+ArrayConfig.weight_packing), whatever weight_bits says; os_model's stream_weight_bytes is what
+it moves, row padding included.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from .energy import EnergyEvents
 from .tiling import run_shape
 
 WEIGHT_CODE_BITS = 2     # bits per weight in the on-chip weight buffer and PE registers
+# Bits per weight in memory of each ArrayConfig.weight_packing (golden/base3.py: 8 / 5).
+PACKING_BITS = {"2bit": 2.0, "base3": 1.6}
 OUT_WORD_BYTES = 4       # results cross the 32-bit bus one accumulator per word
 
 
@@ -307,7 +312,8 @@ def os_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
                  nnz: int) -> GemmCost:
     """Weight-streaming cost from golden.os_model. Its cycle count already holds every DRAM
     transfer (activation load, 2-bit weight stream, result drain, serial on one channel), so
-    nothing is added here. The os RTL streams 2-bit codes whatever mem.weight_bits says."""
+    nothing is added here. The os RTL streams cfg.weight_packing whatever mem.weight_bits
+    says."""
     _check_dims(cfg, m, k, n)
     _check_nnz(k, n, nnz)
     oc = os_config(cfg, mem)
@@ -320,9 +326,9 @@ def os_gemm_cost(cfg: ArrayConfig, mem: MemoryConfig, m: int, k: int, n: int,
     beats = events.cycles - m * os_model.stream_load_cycles(oc, k) - m * sum(
         count * os_model.stream_drain_cycles(oc, cols)
         for cols, count in os_model.stream_passes(oc, n))
-    sram_a = (m * k + beats) * 8
+    sram_a = (m * k + beats * os_model.k_per_lane(oc)) * 8
     # PE registers: a MAC rewrites the PE's accumulator; every active PE latches its 2-bit
-    # code each beat; each drained result is shifted once.
+    # code each beat (base3: decodes its lane's byte); each drained result is shifted once.
     regs = events.macs * cfg.acc_bits + visits * WEIGHT_CODE_BITS + m * n * cfg.acc_bits
     return GemmCost("os", m, k, n, events, float(events.cycles),
                     float(traffic["weight_bytes"]), float(traffic["act_bytes"]),

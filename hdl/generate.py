@@ -52,7 +52,10 @@ def make_unit(unit: str, cfg: ArrayConfig, pe: str | None = None) -> wiring.Comp
 
 
 def to_verilog(component: wiring.Component, name: str) -> str:
-    return verilog.convert(component, name=name, emit_src=False)
+    text = verilog.convert(component, name=name, emit_src=False)
+    # A top may rewrite its own Verilog (the os top drops its activation buffer's zero fill).
+    fix = getattr(component, "fix_verilog", None)
+    return fix(text) if fix is not None else text
 
 
 def unit_verilog(unit: str, cfg: ArrayConfig, name: str) -> str:

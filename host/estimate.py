@@ -28,6 +28,7 @@ from ..golden.checks import InputError
 from ..golden.config import DATAFLOWS, MAX_DRAM_BYTES_PER_CYCLE, ArrayConfig, ConfigError
 from ..golden.energy import COMPONENTS, EnergyTable, energy_of, group
 from ..golden.memory import (
+    PACKING_BITS,
     GemmCost,
     MemoryConfig,
     gemm_cost,
@@ -58,7 +59,7 @@ class EstimateConfig:
     dataflow: str = "auto"
     prompt_len: int = 128
     gen_len: int = 128
-    weight_bits: float = 2.0
+    weight_bits: float | None = None      # None: array.weight_packing's (2.0 or 1.6)
     zero_fraction: float | None = None   # None: measured from the checkpoint, else 1/3
     host: HostParams | None = None       # None: calibrated on this machine (cached)
     context: int | None = None           # KV cache length L for decode; None: prompt_len
@@ -92,8 +93,9 @@ class EstimateConfig:
 
     @property
     def memory(self) -> MemoryConfig:
-        return MemoryConfig(self.gbps * 1e9 / (self.array.clock_mhz * 1e6),
-                            weight_bits=self.weight_bits)
+        bits = (PACKING_BITS[self.array.weight_packing] if self.weight_bits is None
+                else self.weight_bits)
+        return MemoryConfig(self.gbps * 1e9 / (self.array.clock_mhz * 1e6), weight_bits=bits)
 
 
 @dataclass
@@ -456,7 +458,8 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         f"DRAM: {ecfg.gbps:g} GB/s (10^9 B/s) at {a.clock_mhz:g} MHz = "
         f"{mem.dram_bytes_per_cycle:.4g} bytes per cycle, one channel, fractional cycles.",
         f"Weights are stored packed at {mem.weight_bits:g} bits per ternary weight "
-        "(2: HF/I2_S packing, 1.6: TL2); activations int8; results one 32-bit word each.",
+        "(2: HF/I2_S packing, 1.6: base-3, five per byte); activations int8; results one "
+        "32-bit word each.",
         ("ws, double-buffered weights (weight_buffers=2): runs of K tiles stream back to "
          "back (golden.tiling.plan_runs); each run's weights and activations load into the "
          "half of the buffers the streaming run does not use, so a run costs max(compute, "
@@ -471,9 +474,11 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
            "weight_tiles=1: weight loads are serial with compute")
         + "; results drain serially after each output block's last K tile.",
         "os: golden.os_model's cycles are exact for the os RTL and already include every DRAM "
-        "transfer (activation load, 2-bit weight stream, result drain) one after another on "
-        "the one channel, at the DRAM rate rounded down to a multiple of 4 bytes per cycle"
-        + (f" ({os_row} here)" if os_row else "") + "; os always streams 2-bit codes.",
+        f"transfer (activation load, {a.weight_packing} weight stream, result drain) one after "
+        "another on the one channel, at the DRAM rate rounded down to a multiple of 4 bytes "
+        "per cycle" + (f" ({os_row} here)" if os_row else "") + "; os streams "
+        + ("base-3 bytes (5 weights each, 1.6 bits)" if a.weight_packing == "base3"
+           else "2-bit codes") + " (ArrayConfig.weight_packing).",
         "auto picks, per matmul and phase, the dataflow with fewer cycles (one array "
         "implementing both)." if ecfg.dataflow == "auto" else
         f"Every matmul runs on the {ecfg.dataflow} dataflow.",

@@ -1,8 +1,10 @@
 """Host driver of the "os" top (hdl/os_top.py).
 
-The host lays a GEMM out in the top's simulated DRAM (golden.os_model.stream_plan: weights of
-whole passes, activation rows, result rows), starts it, and reads the results back, all as
-Programs, so the cocotb bench, the Verilator device and a board run the same code.
+The host lays a GEMM out in the memory behind the top's port (bus region 1; the harness or
+board serves it; golden.os_model.stream_plan: weights of whole passes, activation rows, result
+rows), starts it, and reads the results back, all as Programs, so the cocotb bench, the
+Verilator device and a board run the same code. Each start also tells the top how many
+weight rows one activation row streams (W_ROWS), so the top needs no multiplier to count them.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class OsDriver(DataflowDriver):
         acts = rm.act_rows(a[job.m0 : job.m0 + job.m])
         prog.write_block(rm.dram_addrs(job.a_base, acts.shape[0] * acts.shape[1]), acts)
         for reg, value in ((OsCsr.M_COUNT, job.m), (OsCsr.K_COUNT, k),
-                           (OsCsr.N_COUNT, job.n), (OsCsr.W_BASE, job.w_base),
+                           (OsCsr.N_COUNT, job.n), (OsCsr.W_ROWS, job.weight_rows(self.cfg, k)),
+                           (OsCsr.W_BASE, job.w_base),
                            (OsCsr.A_BASE, job.a_base), (OsCsr.O_BASE, job.o_base)):
             prog.write(rm.csr(reg), value)
         prog.write(rm.csr(OsCsr.CTRL), CTRL_START)

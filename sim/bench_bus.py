@@ -79,6 +79,10 @@ class BusBench:
         """CSR values of a legal start, and overrides of them that each make a start illegal."""
         raise NotImplementedError
 
+    def bus_master(self, dut) -> BusMaster:
+        """The bus master the cases drive (a top with a memory port brings its server)."""
+        return BusMaster(dut, self.rm)
+
 
 def bench_for(cfg: ArrayConfig) -> BusBench:
     return importlib.import_module(dataflow(cfg.dataflow).bench).BENCH(cfg)
@@ -87,7 +91,7 @@ def bench_for(cfg: ArrayConfig) -> BusBench:
 async def setup(dut) -> tuple[BusBench, BusMaster, np.random.Generator]:
     bench = bench_for(bench_config())
     await start(dut)
-    return bench, BusMaster(dut, bench.rm), bench_rng()
+    return bench, bench.bus_master(dut), bench_rng()
 
 
 async def check_gemm(bench: BusBench, bus: BusMaster, mon: BusyMonitor, a, w,

@@ -30,8 +30,11 @@ import numpy as np
 import pyverilator
 
 from ..bus import OP_READ, OP_WAIT, OP_WRITE, DeviceError
+from ..bus.os_regmap import OsRegMap
 from ..golden.config import ArrayConfig
+from ..golden.os_port import PortTiming
 from ..hdl.generate import UNITS, write_unit
+from .mem_server import PortServer
 from .runner import default_build_root
 from .toolchain import ToolchainError, cached_build, ensure_verilator
 
@@ -215,14 +218,31 @@ class PyVerilatedDevice:
             raise DeviceError("PyVerilatedDevice needs an accelerator top (unit 'top')")
         self.sim, self.cfg = sim, cfg
         self.cycles = 0  # clocks stepped through this device
+        # The os top reads its memory through a port: serve it (and bus region 1) here.
+        self.port = PortServer(OsRegMap(cfg), PortTiming()) if cfg.dataflow == "os" else None
 
     def _tick(self) -> None:
+        if self.port is not None:
+            io = self.sim.io
+            rd_ready, rsp_valid, data = self.port.offer()
+            io.mem__rd_ready, io.mem__rsp_valid, io.mem__wr_ready = int(rd_ready), \
+                int(rsp_valid), 1
+            if rsp_valid:
+                io.mem__rsp_data = data
+            self.port.take(io.busy, io.mem__rd_valid, io.mem__rd_addr, io.mem__rsp_ready,
+                           io.mem__wr_valid, io.mem__wr_addr, io.mem__wr_data)
         self.sim.clock.tick()
         self.cycles += 1
 
     def execute(self, ops: np.ndarray) -> np.ndarray:
         io, reads = self.sim.io, []
         for i, (op, addr, word) in enumerate(np.asarray(ops, dtype=np.int64).tolist()):
+            if self.port is not None and op in (OP_WRITE, OP_READ) and self.port.mine(addr):
+                if op == OP_WRITE:
+                    self.port.write(addr, word)
+                else:
+                    reads.append(self.port.read(addr))
+                continue
             if op == OP_WRITE:
                 io.bus__addr, io.bus__wdata, io.bus__we, io.bus__re = addr, word, 1, 0
                 self._tick()

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..bus.contract import OP_READ, DeviceError
+from ..bus.os_regmap import OsRegMap
 from ..golden.config import ArrayConfig
+from ..golden.os_port import PortTiming
 from ..hdl.generate import unit_verilog, write_unit
 from .runner import default_build_root
 from .toolchain import (
@@ -32,6 +34,8 @@ from .toolchain import (
 )
 
 HARNESS = Path(__file__).resolve().parent / "cpp" / "device.cpp"
+# The os top's memory port is served by the harness (golden/os_port.py has the contract).
+MEM_PORT = HARNESS.parent / "mem_port.h"
 TOP = "tritium_top"
 LIB = "libtritium_dev.so"
 # A tile of the largest legal config finishes in far fewer cycles; a wait that runs this long
@@ -63,9 +67,14 @@ def _cxx_defines() -> list[str]:
             "-DVM_TRACE_FST=0", "-DVM_TRACE_VCD=0", "-DVM_TRACE_SAIF=0"]
 
 
+def _port_flags(cfg: ArrayConfig) -> tuple[str, ...]:
+    return ("-DTRITIUM_MEM_PORT", f"-I{MEM_PORT.parent}") if cfg.dataflow == "os" else ()
+
+
 def build_dir(cfg: ArrayConfig, root: Path | None = None) -> Path:
     key = build_key(unit_verilog("top", cfg, TOP), HARNESS.read_bytes(), *VERILATOR_FLAGS,
-                    *CXX_FAST, *CXX_SLOW, *LINK_FLAGS)
+                    *CXX_FAST, *CXX_SLOW, *LINK_FLAGS, *_port_flags(cfg),
+                    *((MEM_PORT.read_bytes(),) if cfg.dataflow == "os" else ()))
     root = root or default_build_root()
     return root / "rtl" / f"{cfg.name()}_{cfg.key()}_{key}"
 
@@ -131,7 +140,8 @@ def _compile(cfg: ArrayConfig, work: Path, root: Path) -> None:
     for kind, flags in (("FAST", CXX_FAST), ("SLOW", CXX_SLOW)):
         for name in lists.get(f"VM_CLASSES_{kind}", []) + lists.get(f"VM_SUPPORT_{kind}", []):
             rules.append((f"obj/{name}.o", f"obj/{name}.cpp", (*flags, *inc)))
-    rules.append(("device.o", str(HARNESS), (*CXX_FAST, *inc, f"-DTOP_HEADER=\\\"{cls}.h\\\"",
+    rules.append(("device.o", str(HARNESS), (*CXX_FAST, *inc, *_port_flags(cfg),
+                                             f"-DTOP_HEADER=\\\"{cls}.h\\\"",
                                              f"-DROOT_HEADER=\\\"{cls}___024root.h\\\"",
                                              f"-DTOP_CLASS={cls}")))
     link = f"g++ {' '.join(LINK_FLAGS)} -o $@ $^ {runtime}"
@@ -156,7 +166,9 @@ _ERRORS = {
 class VerilatorDevice:
     """A host Device (bus/contract.py) backed by the Verilated accelerator top."""
 
-    def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None) -> None:
+    def __init__(self, cfg: ArrayConfig, *, build_root: Path | None = None,
+                 port: PortTiming | None = None) -> None:
+        """port: how the memory behind an os top's port answers (default PortTiming())."""
         self.cfg = cfg
         self.library = ensure_built(cfg, build_root)
         # Each device gets its own copy of the library: Verilator models keep static state per
@@ -183,6 +195,19 @@ class VerilatorDevice:
         lib.tritium_dev_busy.restype = ctypes.c_int
         self._lib = lib
         self._h = lib.tritium_dev_new()
+        if cfg.dataflow == "os":
+            self._serve_port(port or PortTiming())
+
+    def _serve_port(self, timing: PortTiming) -> None:
+        rm = OsRegMap(self.cfg)
+        u64 = ctypes.c_uint64
+        self._lib.tritium_dev_port_layout.argtypes = [ctypes.c_void_p, u64, u64, u64, u64]
+        self._lib.tritium_dev_port_timing.argtypes = [ctypes.c_void_p, u64, u64, u64, u64, u64]
+        self._lib.tritium_dev_port_layout(self._h, rm.row_words, rm.word_bits, rm.region_bits,
+                                          rm.dram_words)
+        self._lib.tritium_dev_port_timing(self._h, timing.rate(self.cfg), timing.latency,
+                                          timing.stall_ppm, timing.seed, timing.capacity())
+        self.port = timing
 
     @property
     def cycles(self) -> int:

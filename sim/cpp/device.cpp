@@ -16,6 +16,9 @@
 #include "verilated.h"
 #include TOP_HEADER
 #include ROOT_HEADER
+#ifdef TRITIUM_MEM_PORT
+#include "mem_port.h"   // the os top's memory port, served from host memory
+#endif
 
 // Amaranth names the bus ports bus__addr, ...; Verilator escapes "__" in port names as "___05F".
 #define BUS(port) bus___05F##port
@@ -41,10 +44,17 @@ struct Device {
     std::unique_ptr<TOP_CLASS> top;
     uint64_t cycles = 0;
     int64_t error_op = -1;
+#ifdef TRITIUM_MEM_PORT
+    tritium_port::Server port;
+#endif
 
     Device() : ctx(new VerilatedContext), top(new TOP_CLASS(ctx.get(), "top")) {}
 
     void tick() {
+#ifdef TRITIUM_MEM_PORT
+        port.drive(top.get());
+        port.transfer(top.get());
+#endif
         top->clk = 1;
         top->eval();
         top->clk = 0;
@@ -104,6 +114,12 @@ int64_t tritium_dev_execute(void* h, const int64_t* ops, int64_t n, uint32_t* re
         const int64_t op = ops[3 * i], addr = ops[3 * i + 1], word = ops[3 * i + 2];
         switch (op) {
         case OP_WRITE:
+#ifdef TRITIUM_MEM_PORT
+            if (d->port.mine(addr)) {      // the memory behind the port, not the RTL
+                d->port.word(addr) = static_cast<uint32_t>(word);
+                break;
+            }
+#endif
             top->BUS(addr) = static_cast<uint32_t>(addr);
             top->BUS(wdata) = static_cast<uint32_t>(word);
             top->BUS(we) = 1;
@@ -116,6 +132,12 @@ int64_t tritium_dev_execute(void* h, const int64_t* ops, int64_t n, uint32_t* re
                 d->error_op = i;
                 return -3;
             }
+#ifdef TRITIUM_MEM_PORT
+            if (d->port.mine(addr)) {
+                reads[nreads++] = d->port.word(addr);
+                break;
+            }
+#endif
             top->BUS(addr) = static_cast<uint32_t>(addr);
             top->BUS(we) = 0;
             top->BUS(re) = 1;
@@ -159,5 +181,19 @@ void tritium_dev_tick(void* h) { static_cast<Device*>(h)->tick(); }
 uint32_t tritium_dev_rdata(void* h) { return static_cast<Device*>(h)->top->BUS(rdata); }
 
 int tritium_dev_busy(void* h) { return static_cast<Device*>(h)->top->busy; }
+
+#ifdef TRITIUM_MEM_PORT
+// The memory behind the port: its layout on bus region 1 (zero-filled) and its timing
+// (golden.os_port.PortTiming). Call before the first program.
+void tritium_dev_port_layout(void* h, uint64_t row_words, uint64_t word_bits,
+                             uint64_t region_bits, uint64_t rows) {
+    static_cast<Device*>(h)->port.layout(row_words, word_bits, region_bits, rows);
+}
+
+void tritium_dev_port_timing(void* h, uint64_t bytes_per_cycle, uint64_t latency,
+                             uint64_t stall_ppm, uint64_t seed, uint64_t depth) {
+    static_cast<Device*>(h)->port.timing(bytes_per_cycle, latency, stall_ppm, seed, depth);
+}
+#endif
 
 }  // extern "C"

@@ -45,9 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(opt, type=int, default=None, metavar=opt[2].upper(),
                        help=f"{what} (default: {DEFAULT_LEN}, or half the model's context if "
                        "that is shorter)")
-    p.add_argument("--weight-bits", type=float, default=2.0, metavar="BITS",
-                   help="packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: TL2; "
-                   "default: 2)")
+    p.add_argument("--weight-bits", type=float, default=None, metavar="BITS",
+                   help="packed bits per ternary weight in DRAM (2: HF/I2_S, 1.6: base-3 or "
+                   "TL2; default: --weight-packing's, 2 or 1.6)")
     p.add_argument("--sparsity", type=float, default=None, metavar="F",
                    help="fraction of zero ternary weights (default: counted from the "
                    "checkpoint's weights if the folder has them, else 1/3)")
@@ -84,7 +84,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..golden.config import ArrayConfig
     from ..golden.energy import EnergyTable
-    from ..golden.memory import MemoryConfig, os_bytes_per_cycle
+    from ..golden.memory import PACKING_BITS, MemoryConfig, os_bytes_per_cycle
     from ..host.estimate import (
         DATAFLOW_CHOICES,
         EstimateConfig,
@@ -114,6 +114,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             _positive("--" + opt.replace("_", "-"), getattr(args, opt))
     if args.context is not None and args.context < 1:
         raise CliError(f"--context must be >= 1, got {args.context}")
+    if args.weight_bits is None:
+        args.weight_bits = PACKING_BITS.get(args.weight_packing, 2.0)
     if not 0 < args.weight_bits <= 8:
         raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
 

@@ -40,12 +40,15 @@ _HELP = {
                     "it), wrap or saturate",
     "clock_mhz": "clock frequency in MHz",
     "dram_bytes_per_cycle": "DRAM bandwidth in bytes per clock (os: a multiple of 4)",
-    "dram_words": "os simulated-DRAM depth in rows of dram_bytes_per_cycle bytes, a power of "
+    "dram_words": "os: rows of dram_bytes_per_cycle bytes in the memory the harness serves "
+                  "the top's port from, a power of "
                   "two (0: sized for one pass at max_k)",
     "weight_buffers": "weight registers per ws PE: 1 loads then streams each tile, 2 loads "
                       "the next tile while the current one streams",
     "pe": "processing element of the ws array, a PE registered in tritium.hdl.pes (ternary; "
           "mac, the int8 multiply-accumulate baseline, exists at array level only)",
+    "weight_packing": "how the os weight stream packs ternary weights: 2bit (4 per byte) or "
+                      "base3 (5 per byte, 1.6 bits)",
 }
 AUTO = "auto"
 
