@@ -16,18 +16,21 @@ link protocol (boards/protocol.py) use the same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
-from ..golden.config import BUS_BITS, ArrayConfig
+from ..golden.config import ACC_OVERFLOW, BUS_BITS, WEIGHT_PACKINGS, ArrayConfig, ConfigError
 
 MAGIC = 0x54524954  # "TRIT"
 VERSION = 1
 COUNTER_BITS = 64
+# CONFIG0 bits 31:30. acc_bits <= 32 needs only bits 29:24, and "safe" is 0 so the words of
+# every top built before the field existed stay the same.
+ACC_OVERFLOW_CODES = {mode: code for code, mode in enumerate(ACC_OVERFLOW)}
 
 
 class Region(IntEnum):
@@ -42,7 +45,8 @@ class Csr(IntEnum):
 
     ID = 0           # r: MAGIC
     VERSION = 1      # r: VERSION
-    CONFIG0 = 2      # r: rows | cols << 8 | act_bits << 16 | acc_bits << 24
+    CONFIG0 = 2      # r: rows | cols << 8 | act_bits << 16 | acc_bits << 24 | overflow << 30
+                     #    (overflow: ACC_OVERFLOW_CODES[ArrayConfig.acc_overflow])
     CONFIG1 = 3      # r: dataflow-specific configuration word
     CTRL = 4         # w: bit0 start, bit2 clear counters (bit1 is the dataflow's)
     M_COUNT = 5      # rw: activation rows in the next start (>= 1)
@@ -138,7 +142,8 @@ class RegMapBase:
 
     def config0(self) -> int:
         c = self.cfg
-        return c.rows | c.cols << 8 | c.act_bits << 16 | c.acc_bits << 24
+        return (c.rows | c.cols << 8 | c.act_bits << 16 | c.acc_bits << 24
+                | ACC_OVERFLOW_CODES[c.acc_overflow] << 30)
 
     def config_words(self) -> tuple[int, ...]:
         """CONFIG0, CONFIG1 (and the dataflow's further CONFIG words), as the top reads them."""
@@ -147,6 +152,27 @@ class RegMapBase:
     def config_csrs(self) -> tuple[int, ...]:
         """The CSRs config_words() are read from, in the same order."""
         return (Csr.CONFIG0, Csr.CONFIG1)
+
+    def mismatched_field(self, words: tuple[int, ...]) -> str | None:
+        """Which ArrayConfig field a device's CONFIG words differ in, as "field=device value
+        (host: value)", when changing that one field alone explains them; else None."""
+        c0 = words[0] if words else 0
+        candidates = {"rows": (c0 & 0xFF,), "cols": (c0 >> 8 & 0xFF,),
+                      "act_bits": (c0 >> 16 & 0xFF,), "acc_bits": (c0 >> 24 & 0x3F,),
+                      "acc_overflow": ACC_OVERFLOW, "weight_packing": WEIGHT_PACKINGS,
+                      "weight_buffers": (1, 2)}
+        for field, values in candidates.items():
+            mine = getattr(self.cfg, field)
+            for value in values:
+                if value == mine:
+                    continue
+                try:
+                    other = type(self)(replace(self.cfg, **{field: value}))
+                    if tuple(other.config_words()) == tuple(words):
+                        return f"{field}={value!r} (host: {mine!r})"
+                except ConfigError:
+                    continue
+        return None
 
     to_signed = staticmethod(to_signed)
 

@@ -67,6 +67,10 @@ class DataflowDriver:
                               f"the host expects {self.dataflow}")
         want = self.map.config_words()
         if tuple(config) != tuple(want):
+            field = self.map.mismatched_field(tuple(config))
+            if field:
+                raise DeviceError(f"device array configuration differs in {field}: the device "
+                                  f"was not built for {self.cfg.name()}")
             raise DeviceError(f"device array configuration words "
                               f"{', '.join(f'{c:#x}' for c in config)} do not match "
                               f"{self.cfg.name()} ({', '.join(f'{c:#x}' for c in want)})")
