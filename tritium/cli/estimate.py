@@ -53,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoint's weights if the folder has them, else 1/3)")
     p.add_argument("--energy-table", type=Path, default=None, metavar="FILE",
                    help="JSON energy table (default: Horowitz 45 nm, shipped)")
+    p.add_argument("--port-latency", type=int, default=None, metavar="CYCLES",
+                   help="os dataflow: cycles the memory behind the os top's port takes to "
+                   "answer beyond the next cycle (default: 0, an ideal port)")
+    p.add_argument("--port-stall-ppm", type=int, default=None, metavar="PPM",
+                   help="os dataflow: cycles per million the port refuses a request "
+                   "(random back-pressure; default: 0)")
     host = p.add_argument_group("host", "the host's share of a token (end_to_end); without "
                                 "these the host is calibrated once and cached in "
                                 "$TRITIUM_BUILD/host_calibration.json")
@@ -118,6 +124,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         args.weight_bits = PACKING_BITS.get(args.weight_packing, 2.0)
     if not 0 < args.weight_bits <= 8:
         raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
+    port = os_port(args)
 
     if getattr(args, "dram_bytes_per_cycle", None) is not None:
         raise CliError("estimate takes the DRAM bandwidth as --dram-gbps (with --clock-mhz); "
@@ -142,8 +149,25 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
                           context=args.context,
                           prompt_len=default_len if args.prompt_len is None else args.prompt_len,
                           gen_len=default_len if args.gen_len is None else args.gen_len,
-                          weight_bits=args.weight_bits, zero_fraction=args.sparsity)
+                          weight_bits=args.weight_bits, zero_fraction=args.sparsity,
+                          os_port=port)
     return estimate(model, ecfg, table, nnz=nnz, nnz_source=source)
+
+
+def os_port(args: argparse.Namespace) -> Any:
+    """The os memory port --port-latency and --port-stall-ppm describe (ideal without them)."""
+    from ..golden.os_port import PortTiming
+
+    given = {"latency": args.port_latency, "stall_ppm": args.port_stall_ppm}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.dataflow == "ws":
+        raise CliError("--port-latency and --port-stall-ppm describe the os dataflow's memory "
+                       "port; use --dataflow os (or auto), or drop them")
+    for name, v in given.items():
+        if v < 0 or (name == "stall_ppm" and v >= 1_000_000):
+            limit = "0..999999" if name == "stall_ppm" else ">= 0"
+            raise CliError(f"--port-{name.replace('_', '-')} must be {limit}, got {v}")
+    return PortTiming(**given)
 
 
 def host_params(args: argparse.Namespace) -> Any:
@@ -251,7 +275,7 @@ def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
     from .run import load_npz
 
     for opt in ("prompt_len", "gen_len", "sparsity", "context", "plot", "host_gbps",
-                "host_gflops", "link_gbps"):
+                "host_gflops", "link_gbps", "port_latency", "port_stall_ppm"):
         if getattr(args, opt, None) is not None:
             raise CliError(f"--{opt.replace('_', '-')} is for --model; an ONNX graph's "
                            "weights and shapes come from the graph")
