@@ -15,6 +15,9 @@ anything else (kept and reported, unused by the accelerator model).
 What the accelerator's events cost (`energy_of`):
   pe_adds       one add/subtract at acc_bits per non-zero weight a vector meets (a "MAC")
   output_adds   one acc_bits add per result accumulated into the output buffer
+  saturation    acc_overflow="saturate" only: the clamp behind each of those adds
+                (EnergyTable.saturate_pj; neither DESIGN.md nor Horowitz gives a figure, so it
+                is derived from the table's own adder energy per bit)
   registers     bits written into PE pipeline registers (activation, partial sum, weight code);
                 a flip-flop's read is a wire, so reads are not charged separately
   sram_*        weight / activation / output buffer bits read and written, per 64 bits, priced
@@ -46,10 +49,10 @@ _SRAM_POINTS = (("sram_64b_8kb", 8 * 1024), ("sram_64b_32kb", 32 * 1024),
 _ADD_POINTS = (("int_add_8", 8), ("int_add_16", 16), ("int_add_32", 32))
 
 COMPONENTS = ("pe_adds", "output_adds", "registers", "sram_weight", "sram_act", "sram_out",
-              "dram", "idle")
+              "dram", "idle", "saturation")
 # Coarser groups for the report and the plot
 GROUPS = {
-    "pe_adds": ("pe_adds", "output_adds"),
+    "pe_adds": ("pe_adds", "output_adds", "saturation"),
     "registers": ("registers",),
     "sram": ("sram_weight", "sram_act", "sram_out"),
     "dram": ("dram",),
@@ -216,6 +219,16 @@ class EnergyTable:
         (b0, e0), (b1, e1) = pts[-2], pts[-1]
         return e1 + (e1 - e0) * (bits - b1) / (b1 - b0)
 
+    def saturate_pj(self, bits: int) -> float:
+        """The clamp a saturating accumulator puts behind one add of `bits` (hdl.pes.accumulate:
+        the exact bits+1-bit sum compared with the two range limits, then a multiplexer).
+        Neither DESIGN.md nor the Horowitz table prices it, so it is derived from the adder:
+        a comparison with a constant is a subtractor's carry chain without its sum XORs, about
+        half an adder of bits+1, so the two cost one add_pj(bits + 1). The multiplexer is not
+        priced: it switches only when a sum saturates, and otherwise passes the sum whose
+        register write is already charged."""
+        return self.add_pj(bits + 1)
+
     def sram_64b_pj(self, capacity_bytes: float) -> float:
         """One 64-bit access of a buffer of this capacity (the 8 KB price for anything smaller:
         Horowitz gives no smaller point, so small buffers are not made cheaper)."""
@@ -249,6 +262,7 @@ class EnergyEvents:
     pe_adds: int = 0                 # adds/subtracts in PEs, at add_bits
     output_adds: int = 0             # accumulations into the output buffer, at add_bits
     add_bits: int = 32
+    saturating_adds: int = 0         # of those adds, the ones clamped (acc_overflow saturate)
     register_write_bits: float = 0.0
     idle_pe_cycles: float = 0.0
     pe_register_bits: int = 0        # flip-flops in one PE (priced per idle PE-cycle)
@@ -273,6 +287,7 @@ def energy_of(table: EnergyTable, ev: EnergyEvents) -> dict[str, float]:
         "sram_out": ev.sram_out_bits / 64 * table.sram_64b_pj(ev.out_buffer_bytes) * PJ,
         "dram": ev.dram_bytes * table.dram_byte_pj * PJ,
         "idle": ev.idle_pe_cycles * ev.pe_register_bits * table.ops["register_bit_idle"] * PJ,
+        "saturation": ev.saturating_adds * table.saturate_pj(ev.add_bits) * PJ,
     }
 
 

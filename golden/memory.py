@@ -132,6 +132,9 @@ class GemmCost:
     def energy_events(self, cfg: ArrayConfig) -> EnergyEvents:
         return EnergyEvents(
             pe_adds=self.events.macs, output_adds=self.output_adds, add_bits=cfg.acc_bits,
+            # hdl.pes.accumulate clamps every PE add and every K-tile add into the output
+            saturating_adds=(self.events.macs + self.output_adds
+                             if cfg.acc_overflow == "saturate" else 0),
             register_write_bits=self.register_write_bits,
             idle_pe_cycles=max(0.0, self.cycles * cfg.pes - self.pe_visits),
             pe_register_bits=pe_register_bits(cfg),

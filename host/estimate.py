@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,11 @@ from ..golden.memory import (
     MemoryConfig,
     gemm_cost,
     os_bytes_per_cycle,
+    os_config,
 )
 from ..golden.models import ModelShape
+from ..golden.os_model import stream_gemm_cycles
+from ..golden.os_port import IDEAL, PortTiming
 from . import zoo
 from .arch import resolve_model
 from .hostcost import HostParams, bottleneck, cached_calibration, combine, op_costs
@@ -63,8 +66,18 @@ class EstimateConfig:
     zero_fraction: float | None = None   # None: measured from the checkpoint, else 1/3
     host: HostParams | None = None       # None: calibrated on this machine (cached)
     context: int | None = None           # KV cache length L for decode; None: prompt_len
+    # How the memory behind the os top's port answers (golden/os_port.py): its latency and
+    # stall rate; the bandwidth stays dram_gbps. IDEAL: the answer comes the next cycle.
+    os_port: PortTiming = IDEAL
 
     def __post_init__(self) -> None:
+        if not isinstance(self.os_port, PortTiming):
+            raise ConfigError(f"os_port must be a golden.os_port.PortTiming, got "
+                              f"{self.os_port!r}")
+        if self.os_port.bytes_per_cycle is not None or self.os_port.depth is not None:
+            raise ConfigError("os_port: the estimator takes the port's bandwidth from "
+                              "dram_gbps and its depth as latency + 2; leave bytes_per_cycle "
+                              "and depth None")
         g = self.dram_gbps
         if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float))
                               or not math.isfinite(g) or not g > 0):
@@ -231,9 +244,26 @@ class Estimator:
         p = self._cache.get(key)
         if p is None:
             cost = gemm_cost(self.ecfg.array, self.mem, m, k, n, nnz, dataflow)
+            if dataflow == "os" and self.ecfg.os_port != IDEAL:
+                cost = replace(cost, cycles=float(self.os_port_cycles(m, k, n)))
             p = Priced(cost, energy_of(self.table, cost.energy_events(self.ecfg.array)))
             self._cache[key] = p
         return p
+
+    def os_port_cycles(self, m: int, k: int, n: int) -> int:
+        """os cycles behind ecfg.os_port. Latency alone has golden's closed form; a stalling
+        port is simulated beat by beat (golden.os_port.start_cycles) for one activation row,
+        and an M-row GEMM adds M times that row's stall cycles to the closed form: the stall
+        pattern restarts with each start, so rows of one long start see other stall cycles
+        than the first row did (an approximation; exact for M = 1, i.e. decode)."""
+        oc = os_config(self.ecfg.array, self.mem)
+        port = self.ecfg.os_port
+        if port.ideal or m == 1:
+            return stream_gemm_cycles(oc, m, k, n, port)
+        unstalled = PortTiming(latency=port.latency)
+        per_row = stream_gemm_cycles(oc, 1, k, n, port) - stream_gemm_cycles(oc, 1, k, n,
+                                                                              unstalled)
+        return stream_gemm_cycles(oc, m, k, n, unstalled) + m * per_row
 
     def best(self, m: int, k: int, n: int, nnz: int) -> Priced:
         """The candidate dataflow with the fewest cycles (ties: the first, "ws"): the rule of
@@ -369,6 +399,8 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
             "memory": mem_cfg,
             "dataflow": ecfg.dataflow,
             "dataflows_available": list(DATAFLOWS),
+            "os_port": {"latency": ecfg.os_port.latency,
+                        "stall_ppm": ecfg.os_port.stall_ppm, "seed": ecfg.os_port.seed},
             "prompt_len": ecfg.prompt_len,
             "gen_len": ecfg.gen_len,
             "weight_zero_fraction": None if nnz is not None else zero_fraction,
@@ -479,6 +511,7 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         "per cycle" + (f" ({os_row} here)" if os_row else "") + "; os streams "
         + ("base-3 bytes (5 weights each, 1.6 bits)" if a.weight_packing == "base3"
            else "2-bit codes") + " (ArrayConfig.weight_packing).",
+        _port_assumption(ecfg.os_port),
         "auto picks, per matmul and phase, the dataflow with fewer cycles (one array "
         "implementing both)." if ecfg.dataflow == "auto" else
         f"Every matmul runs on the {ecfg.dataflow} dataflow.",
@@ -506,9 +539,29 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
         + "; adds at acc_bits; SRAM priced per 64 bits by buffer capacity, writes as reads; "
         "register bits written per PE visit (activation + partial sum) and per weight-code "
         "load; idle PE-cycles (no vector in the PE, including DRAM stalls) pay clock/leakage "
-        "of the PE's flip-flops at register_bit_idle; DRAM per byte, not node-scaled.",
+        "of the PE's flip-flops at register_bit_idle; DRAM per byte, not node-scaled."
+        + (" acc_overflow=saturate: each PE and output add also pays its clamp, priced as one "
+           "(acc_bits+1)-bit add (two constant comparisons of about half an adder each, "
+           "derived from the table's adder energy per bit; no published figure; the "
+           "multiplexer unpriced) in the 'saturation' component."
+           if a.acc_overflow == "saturate" else ""),
     ]
     return out
+
+
+def _port_assumption(port: PortTiming) -> str:
+    if port == IDEAL:
+        return ("os memory port: ideal, each row answered the cycle after it is asked for "
+                "(golden/os_port.py latency 0, no stalls); each start still waits that one "
+                "cycle for its first row.")
+    text = (f"os memory port: latency {port.latency} cycles, so each start waits "
+            f"{1 + port.latency} cycles for its first row (golden.os_model.stream_gemm_cycles,"
+            " exact for the os RTL; later rows are asked for ahead, latency + 2 deep)")
+    if port.stall_ppm:
+        text += (f"; {port.stall_ppm} refused request cycles per million (seed {port.seed}), "
+                 "simulated beat by beat for one activation row (exact for decode), M times "
+                 "that row's stall cycles for an M-row prefill GEMM (an approximation)")
+    return text + "; port waits count as stall_cycles and pay idle PE energy."
 
 
 def resolve(model: str | Path) -> tuple[ModelShape, Path | None]:
