@@ -269,7 +269,7 @@ def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..golden.config import ArrayConfig
     from ..golden.energy import EnergyTable
-    from ..golden.memory import MemoryConfig
+    from ..golden.memory import PACKING_BITS, MemoryConfig
     from ..host.estimate import DATAFLOW_CHOICES, EstimateConfig, array_bytes_per_cycle
     from ..host.onnx.graph_estimate import estimate_onnx
     from .run import load_npz
@@ -287,6 +287,8 @@ def build_onnx(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataflow not in DATAFLOW_CHOICES:
         raise CliError(f"--dataflow must be one of {', '.join(DATAFLOW_CHOICES)}, got "
                        f"{args.dataflow!r}")
+    if args.weight_bits is None:
+        args.weight_bits = PACKING_BITS.get(args.weight_packing, 2.0)
     if not 0 < args.weight_bits <= 8:
         raise CliError(f"--weight-bits must be in (0, 8], got {args.weight_bits:g}")
     if getattr(args, "dram_bytes_per_cycle", None) is not None:
