@@ -64,10 +64,12 @@ def test_safe_tops_keep_their_configuration_words() -> None:
     assert c0 == WS.rows | WS.cols << 8 | WS.act_bits << 16 | WS.acc_bits << 24
 
 
-def test_verilated_top_carries_its_overflow_mode() -> None:
-    # the configuration test_acc_overflow also builds, so a CI run compiles it once
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_verilated_top_carries_its_overflow_mode(dataflow: str) -> None:
+    # configurations test_acc_overflow also builds, so a CI run compiles them once
+    extra = {"act_depth": 6, "weight_buffers": 1} if dataflow == "ws" else {"dram_words": 64}
     cfg = ArrayConfig(rows=4, cols=2, acc_bits=9, max_k=48, acc_overflow="saturate",
-                      act_depth=6)
+                      dataflow=dataflow, **extra)
     with VerilatorDevice(cfg) as dev:
         driver_for(dev, cfg).identify()
         with pytest.raises(DeviceError, match=r"acc_overflow='saturate' \(host: 'wrap'\)"):
