@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bus.contract import MAGIC, VERSION, DeviceError
-from ..bus.ws_regmap import WsRegMap
 from ..golden.config import ArrayConfig, safe_k
+from ..golden.dataflows import dataflow
 from . import protocol as P
 from .protocol import DEFAULT_BAUD
 
@@ -176,7 +176,13 @@ class BoardDevice:
         c0, c1 = self.link.config0, self.link.config1
         if cfg is None:
             return config_from_words(c0, c1)
-        want = WsRegMap(cfg).config_words()
+        want = tuple(dataflow(cfg.dataflow).load("regmap")(cfg).config_words()[:2])
+        if (c0, c1) != want and cfg.dataflow != "ws":
+            raise DeviceError(
+                f"the board on {self.port} reports configuration words {c0:#x}, {c1:#x}; the "
+                f"host expects {want[0]:#x}, {want[1]:#x} ({cfg.name()}): "
+                f"rebuild and flash the board with these options, or run with the board's "
+                f"configuration")
         if (c0, c1) != want:
             raise DeviceError(
                 f"the board on {self.port} was built for a {_describe(c0, c1)}; the host "
