@@ -100,6 +100,7 @@ def test_wrong_os_configuration_is_refused(board) -> None:
         BoardDevice(board.port, other, **FAST)
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_os_board_memory_needs_os() -> None:
     with pytest.raises(ValueError, match="serves the os top"):
         OsBoardMemory(ArrayConfig(rows=2, cols=2))
