@@ -12,7 +12,7 @@ import pytest
 from tritium.boards.backend import BoardBackend
 from tritium.boards.board_sim import PtyBoard, SimBoard
 from tritium.boards.host import BoardDevice
-from tritium.boards.os_mem import BOARD_TIMING, OsBoardMemory
+from tritium.boards.os_mem import BOARD_TIMING
 from tritium.bus import DeviceError, Program
 from tritium.bus.os_regmap import OsCsr, OsRegMap
 from tritium.golden import ArrayConfig, ternary_gemm
@@ -79,8 +79,14 @@ def test_region_one_is_the_memory(board) -> None:
 
 
 def test_board_backend_runs_os(board) -> None:
-    backend = BoardBackend(CFG, port=board.port, **FAST)
+    """With no array given (as `tritium run --backend board`), the host finds the board's os
+    configuration itself and runs the os driver."""
+    backend = BoardBackend(port=board.port, **FAST)
     try:
+        cfg = backend.device.cfg
+        assert (cfg.dataflow, cfg.max_k, cfg.weight_packing) == ("os", CFG.max_k, "2bit")
+        assert OsRegMap(cfg).config_words() == OsRegMap(CFG).config_words()
+        assert isinstance(backend.accel, OsDriver)
         a, w = random_gemm(3, 2, 13, 5)
         out, events = backend.accel.gemm(a, backend.accel.pack(w))
     finally:
@@ -98,9 +104,3 @@ def test_wrong_os_configuration_is_refused(board) -> None:
                        rf"{have[1]:#x}; the host expects {want[0]:#x}, {want[1]:#x} "
                        rf"\({other.name()}\)"):
         BoardDevice(board.port, other, **FAST)
-
-
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-def test_os_board_memory_needs_os() -> None:
-    with pytest.raises(ValueError, match="serves the os top"):
-        OsBoardMemory(ArrayConfig(rows=2, cols=2))
