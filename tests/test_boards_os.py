@@ -104,3 +104,20 @@ def test_wrong_os_configuration_is_refused(board) -> None:
                        rf"{have[1]:#x}; the host expects {want[0]:#x}, {want[1]:#x} "
                        rf"\({other.name()}\)"):
         BoardDevice(board.port, other, **FAST)
+
+
+def test_build_refuses_an_os_memory_the_link_cannot_address(tmp_path, capsys) -> None:
+    """Bus region 1 is the board's RAM, so the link's 16-bit addresses bound it: one line,
+    before any synthesis."""
+    from tritium.boards.protocol import ADDR_BITS
+    from tritium.cli import main
+
+    big = ArrayConfig(rows=2, cols=2, dataflow="os", max_k=4096, dram_bytes_per_cycle=16)
+    assert OsRegMap(big).addr_bits > ADDR_BITS
+    assert main(["build", "--board", "icebreaker", "--dataflow", "os", "--rows", "2",
+                 "--cols", "2", "--max-k", "4096", "--dram-bytes-per-cycle", "16",
+                 "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"needs {OsRegMap(big).addr_bits} address bits" in err
+    assert "max_k or dram_words" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.json"))
