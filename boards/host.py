@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..bus.contract import MAGIC, VERSION, DeviceError
-from ..bus.ws_regmap import WsRegMap
+from ..bus.contract import MAGIC, VERSION, Csr, DeviceError
+from ..bus.os_regmap import OsCsr, OsRegMap
 from ..golden.config import ArrayConfig, safe_k
+from ..golden.dataflows import dataflow
 from . import protocol as P
 from .protocol import DEFAULT_BAUD
 
@@ -175,14 +176,36 @@ class BoardDevice:
     def _check_config(self, cfg: ArrayConfig | None) -> ArrayConfig:
         c0, c1 = self.link.config0, self.link.config1
         if cfg is None:
-            return config_from_words(c0, c1)
-        want = WsRegMap(cfg).config_words()
+            return self._os_config() or config_from_words(c0, c1)
+        want = tuple(dataflow(cfg.dataflow).load("regmap")(cfg).config_words()[:2])
+        if (c0, c1) != want and cfg.dataflow != "ws":
+            raise DeviceError(
+                f"the board on {self.port} reports configuration words {c0:#x}, {c1:#x}; the "
+                f"host expects {want[0]:#x}, {want[1]:#x} ({cfg.name()}): "
+                f"rebuild and flash the board with these options, or run with the board's "
+                f"configuration")
         if (c0, c1) != want:
             raise DeviceError(
                 f"the board on {self.port} was built for a {_describe(c0, c1)}; the host "
                 f"expects a {_describe(*want)} ({cfg.name()}): rebuild and flash the board "
                 f"with these options, or run with the board's configuration")
         return cfg
+
+    def _os_config(self) -> ArrayConfig | None:
+        """The board's os array, when its top is os: IDENT's words say nothing of the dataflow
+        or of max_k, so ask the DATAFLOW and CONFIG2 CSRs (boards/os_mem.py)."""
+        ops = np.array([[P.OP_READ, Csr.DATAFLOW, 0], [P.OP_READ, OsCsr.CONFIG2, 0]])
+        df, max_k = self._transact(P.FrameType.EXEC, P.encode_ops(ops), nwords=2)
+        if df != dataflow("os").ident:
+            return None
+        c0, c1 = self.link.config0, self.link.config1
+        cfg = ArrayConfig(rows=c0 & 0xFF, cols=c0 >> 8 & 0xFF, act_bits=c0 >> 16 & 0xFF,
+                          acc_bits=c0 >> 24 & 0xFF, dataflow="os", max_k=max_k,
+                          dram_bytes_per_cycle=c1 & 0xFFFF, dram_words=1 << (c1 >> 16 & 0xFF),
+                          weight_packing="base3" if c1 >> 24 & 1 else "2bit")
+        # The same memory sized automatically is the same device; keep the simpler config.
+        auto = replace(cfg, dram_words=0)
+        return auto if OsRegMap(auto).dram_words == cfg.dram_words else cfg
 
     # --- the Device interface ----------------------------------------------------------------
 

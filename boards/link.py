@@ -20,8 +20,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..bus.ws_regmap import Csr, WsRegMap
+from ..bus.ws_regmap import Csr
 from ..golden.config import ArrayConfig
+from ..golden.dataflows import dataflow
 from ..hdl.top import bus_signature
 from . import protocol as P
 
@@ -134,11 +135,12 @@ class LinkController(wiring.Component):
     def __init__(self, cfg: ArrayConfig, params: LinkParams | None = None) -> None:
         self.cfg = cfg
         self.params = params or LinkParams()
-        self.map = WsRegMap(cfg)
+        self.map = dataflow(cfg.dataflow).load("regmap")(cfg)
         if self.map.addr_bits > P.ADDR_BITS:
             raise ValueError(
                 f"the {cfg.name()} register map needs {self.map.addr_bits} address bits; the "
-                f"link carries {P.ADDR_BITS} (lower act_depth or weight_tiles)")
+                f"link carries {P.ADDR_BITS} (lower act_depth or weight_tiles; os: max_k or "
+                f"dram_words)")
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),

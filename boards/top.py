@@ -14,8 +14,10 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import ArrayConfig
+from ..hdl.os_top import OsAccelerator
 from ..hdl.ws_top import WsAccelerator
 from .link import LinkController, LinkParams
+from .os_mem import OsBoardMemory
 from .protocol import DEFAULT_BAUD
 from .uart import UARTRx, UARTTx, divisor_for
 
@@ -23,14 +25,15 @@ __all__ = ["DEFAULT_BAUD", "BoardCore", "BoardTop"]
 
 
 class BoardCore(wiring.Component):
-    """UART (8N1, `divisor` clocks per bit) + LinkController + WsAccelerator.
+    """UART (8N1, `divisor` clocks per bit) + LinkController + the accelerator (WsAccelerator,
+    or OsAccelerator with the on-chip memory behind its port, boards/os_mem.py).
 
     `led` toggles on every good frame the link receives.
     """
 
     def __init__(self, cfg: ArrayConfig, *, divisor: int, link: LinkParams | None = None) -> None:
-        if cfg.dataflow != "ws":
-            raise ValueError(f"board tops carry the weight-stationary accelerator; "
+        if cfg.dataflow not in ("ws", "os"):
+            raise ValueError(f"board tops carry the ws or os accelerator; "
                              f"ArrayConfig.dataflow={cfg.dataflow!r} is not available on a board")
         self.cfg = cfg
         self.divisor = divisor
@@ -48,10 +51,19 @@ class BoardCore(wiring.Component):
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)
         m.submodules.link = link = self._link
-        m.submodules.acc = acc = WsAccelerator(self.cfg)
         wiring.connect(m, urx.data, link.rx)
         wiring.connect(m, link.tx, utx.data)
-        wiring.connect(m, link.bus, acc.bus)
+        if self.cfg.dataflow == "os":
+            # The os top's memory is on-chip RAM, which the host fills over the link as bus
+            # region 1 (boards/os_mem.py).
+            m.submodules.acc = acc = OsAccelerator(self.cfg)
+            m.submodules.os_mem = os_mem = OsBoardMemory(self.cfg)
+            wiring.connect(m, link.bus, os_mem.host)
+            wiring.connect(m, os_mem.acc, acc.bus)
+            wiring.connect(m, acc.mem, os_mem.port)
+        else:
+            m.submodules.acc = acc = WsAccelerator(self.cfg)
+            wiring.connect(m, link.bus, acc.bus)
         m.d.comb += [
             urx.rx.eq(self.rx),
             self.tx.eq(utx.tx),

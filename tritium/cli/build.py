@@ -16,8 +16,10 @@ from .options import add_array_args, add_json, array_from_args, emit, json_on_st
 
 HELP = "build a board bitstream (yowasp Yosys + nextpnr from PyPI)"
 
-# The options a board's array takes; the dataflow, clock and DRAM come from the board.
-ARRAY_FIELDS = ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_depth", "max_k")
+# The options a board's array takes; the clock comes from the board. With --dataflow os the
+# memory behind the port is on-chip RAM of --dram-words rows (boards/os_mem.py).
+ARRAY_FIELDS = ("rows", "cols", "act_bits", "acc_bits", "weight_tiles", "act_depth", "max_k",
+                "dataflow", "dram_bytes_per_cycle", "dram_words", "weight_packing")
 
 
 def add_board(p: argparse.ArgumentParser) -> None:
