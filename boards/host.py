@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,8 @@ class LinkStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     seconds: float = 0.0     # wall time inside transactions, retransmissions included
+    # The board backend's weight mode (boards/resident.ResidentPlan), when a backend runs.
+    resident: Any = None
 
     @property
     def link_seconds(self) -> float:
@@ -65,7 +68,8 @@ class LinkStats:
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "link_seconds": round(self.link_seconds, 6),
                 "compute_seconds": round(self.compute_seconds, 6),
-                "transaction_seconds": round(self.seconds, 6)}
+                "transaction_seconds": round(self.seconds, 6),
+                **(self.resident.as_dict() if self.resident is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class LinkInfo:
     version: int
     config0: int
     config1: int
+    store_words: int = 0     # the weight store's 32-bit words (0: the board has none)
 
     @property
     def payload_bytes(self) -> int:
@@ -157,10 +162,10 @@ class BoardDevice:
     # --- identification ---------------------------------------------------------------------
 
     def _identify(self) -> LinkInfo:
-        words = self._transact(P.FrameType.IDENT, b"", nwords=5)
-        params, ident, version, c0, c1 = words
+        words = self._transact(P.FrameType.IDENT, b"", nwords=P.IDENT_WORDS)
+        params, ident, version, c0, c1, store = words
         info = LinkInfo(req_bytes=params >> 16, max_reads=params & 0xFFFF, ident=ident,
-                        version=version, config0=c0, config1=c1)
+                        version=version, config0=c0, config1=c1, store_words=store)
         if ident != MAGIC:
             raise DeviceError(f"the device on {self.port} reports ID {ident:#010x}, expected "
                               f"{MAGIC:#010x}: it is not a tritium accelerator")
@@ -191,9 +196,27 @@ class BoardDevice:
         out: list[int] = []
         for start, end in P.split_ops(ops, self.link.payload_bytes, self.link.max_reads):
             chunk = ops[start:end]
-            nreads = int(np.count_nonzero(chunk[:, 0] == P.OP_READ))
+            nreads = int(np.count_nonzero(np.isin(chunk[:, 0], P.READ_OPS)))
             out.extend(self._transact(P.FrameType.EXEC, P.encode_ops(chunk), nwords=nreads))
         return np.array(out, dtype=np.uint32)
+
+    def store(self, addr: int, words: np.ndarray) -> None:
+        """Write `words` into the board's weight store from word `addr` on: per frame, one
+        OP_STORE and as many OP_STORE_NEXT as fit (5 bytes a word on the wire)."""
+        words = np.asarray(words, dtype=np.int64).ravel()
+        if addr < 0 or addr + len(words) > self.link.store_words:
+            raise DeviceError(f"store words {addr}..{addr + len(words) - 1} do not fit the "
+                              f"{self.link.store_words}-word weight store of the board on "
+                              f"{self.port}")
+        per_frame = 1 + (self.link.payload_bytes - P.OP_BYTES[P.OP_STORE]) \
+            // P.OP_BYTES[P.OP_STORE_NEXT]
+        for i in range(0, len(words), per_frame):
+            chunk = words[i : i + per_frame]
+            ops = np.zeros((len(chunk), 3), dtype=np.int64)
+            ops[:, 0] = P.OP_STORE_NEXT
+            ops[0] = (P.OP_STORE, addr + i, 0)
+            ops[:, 2] = chunk
+            self._transact(P.FrameType.EXEC, P.encode_ops(ops), nwords=0)
 
     def close(self) -> None:
         if self._ser is not None:

@@ -76,6 +76,25 @@ class Board:
                              f"({self.clock_hz / 1e6:g} MHz / {divisor}): {possible}")
         return divisor
 
+    def store_budget(self, cfg: ArrayConfig | None = None, req_bytes: int | None = None,
+                     max_reads: int | None = None):
+        """The weight store this board has room for next to `cfg` (default: its default array)
+        and link buffers of these sizes (default: its own): boards.store.store_budget."""
+        from .store import store_budget
+
+        return store_budget(self.device, cfg or self.default_array,
+                            self.link.req_bytes if req_bytes is None else req_bytes,
+                            self.link.max_reads if max_reads is None else max_reads)
+
+    def link_for(self, cfg: ArrayConfig | None = None, req_bytes: int | None = None,
+                 max_reads: int | None = None) -> LinkParams:
+        """The link this board's top is built with for `cfg`: its buffers and the weight store
+        its memory has room for."""
+        budget = self.store_budget(cfg, req_bytes, max_reads)
+        return LinkParams(req_bytes=self.link.req_bytes if req_bytes is None else req_bytes,
+                          max_reads=self.link.max_reads if max_reads is None else max_reads,
+                          store_words=budget.words)
+
     def platform(self):
         """A fresh amaranth-boards platform object (they carry per-build state)."""
         return self._platform()
