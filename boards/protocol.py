@@ -173,8 +173,8 @@ def encode_ops(ops: np.ndarray) -> bytes:
     out = bytearray()
     for op, addr, word in np.asarray(ops, dtype=np.int64).reshape(-1, 3).tolist():
         if op not in OP_BYTES:
-            raise ProtocolError(f"unknown op {op}; expected one of "
-                                f"{', '.join(str(o) for o in OP_BYTES)}")
+            raise ProtocolError(f"unknown bus op {op}; expected one of "
+                                f"{', '.join(str(o) for o in OP_BYTES)} (bus and store ops)")
         out.append(op)
         if op in (OP_WRITE, OP_READ):
             if not 0 <= addr < 1 << ADDR_BITS:
@@ -229,7 +229,7 @@ def split_ops(ops: np.ndarray, payload_bytes: int, max_reads: int) -> list[tuple
     for i, op in enumerate(kinds):
         n = OP_BYTES.get(op)
         if n is None:
-            raise ProtocolError(f"unknown op {op} at op {i}")
+            raise ProtocolError(f"unknown bus op {op} at op {i}")
         r = 1 if op in READ_OPS else 0
         if size + n > payload_bytes or reads + r > max_reads:
             if op == OP_STORE_NEXT:
