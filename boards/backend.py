@@ -49,13 +49,14 @@ class BoardBackend(DeviceBackend):
         self.device.stats.resident = self.plan
         self._handles: list[WeightHandle] = []
         self._decided = False
-        self._next_word = 0
 
     def _prepare_device(self, p: Prepared) -> Any:
         handle = WeightHandle(p.name, self.accel.pack(p.w))
-        self._handles.append(handle)
-        if self._decided and self.plan.mode == RESIDENT:
-            self._place([handle])   # a weight prepared after the load: resident if room left
+        if self._decided:   # the store was planned without it
+            log.info("board on %s: %s streams: prepared after the weights were placed",
+                     self.device.port, p.name)
+        else:
+            self._handles.append(handle)
         return handle
 
     def _matmul(self, a: np.ndarray, p: Prepared) -> tuple[np.ndarray, Events]:
@@ -66,8 +67,10 @@ class BoardBackend(DeviceBackend):
     def _decide(self) -> None:
         self._decided = True
         plan = self.plan
+        k_tiles = max((h.packed.words.shape[0] for h in self._handles), default=0)
+        scratch = self.accel.scratch_words(k_tiles)
         plan.mode, plan.reason, plan.weight_words = plan_residency(
-            self._handles, plan.store_words, self.want_resident)
+            self._handles, plan.store_words, self.want_resident, scratch)
         if plan.mode == RESIDENT:
             stats = self.device.stats
             before = (stats.bytes_sent + stats.bytes_received, stats.link_seconds)
@@ -79,14 +82,12 @@ class BoardBackend(DeviceBackend):
         log.info("board on %s: %s weights: %s", self.device.port, plan.mode, plan.reason)
 
     def _place(self, handles: list[WeightHandle]) -> None:
-        """Write handles' tiles into the store, one after another, and run them from there."""
+        """Write every handle's tiles into the store, one after another, then the activation
+        scratch area; the tiles run from there."""
+        at = 0
         for h in handles:
-            size = h.store_words
-            if self._next_word + size > self.plan.store_words:
-                log.info("board on %s: %s streams: the weight store is full", self.device.port,
-                         h.name)
-                continue
-            self.device.store(self._next_word, h.packed.words.ravel())
+            self.device.store(at, h.packed.words.ravel())
             pw = h.packed
-            h.packed = ResidentWeights(pw.k, pw.n, pw.words, pw.nnz, base=self._next_word)
-            self._next_word += size
+            h.packed = ResidentWeights(pw.k, pw.n, pw.words, pw.nnz, base=at)
+            at += h.store_words
+        self.accel.scratch = at

@@ -29,7 +29,7 @@ from . import protocol as P
 from .protocol import DEFAULT_BAUD
 
 __all__ = ["DEFAULT_BAUD", "BoardDevice", "LinkInfo", "LinkStats", "config_from_words",
-           "open_serial"]
+           "open_serial", "store_ops"]
 
 
 @dataclass
@@ -87,6 +87,18 @@ class LinkInfo:
     @property
     def payload_bytes(self) -> int:
         return self.req_bytes - P.HEADER_BYTES - P.CRC_BYTES
+
+
+def store_ops(addr: int, words: np.ndarray) -> np.ndarray:
+    """[n, 3] ops writing `words` into the store from `addr` on: OP_STORE, then OP_STORE_NEXT
+    rows carrying the address each lands at (protocol.OP_STORE_NEXT)."""
+    ops = np.empty((len(words), 3), dtype=np.int64)
+    ops[:, 0] = P.OP_STORE_NEXT
+    ops[:, 1] = addr + np.arange(len(words))
+    ops[:, 2] = np.asarray(words, dtype=np.int64) & 0xFFFFFFFF
+    if len(ops):
+        ops[0, 0] = P.OP_STORE
+    return ops
 
 
 def config_from_words(config0: int, config1: int) -> ArrayConfig:
@@ -195,28 +207,20 @@ class BoardDevice:
         ops = np.asarray(ops, dtype=np.int64).reshape(-1, 3)
         out: list[int] = []
         for start, end in P.split_ops(ops, self.link.payload_bytes, self.link.max_reads):
-            chunk = ops[start:end]
-            nreads = int(np.count_nonzero(np.isin(chunk[:, 0], P.READ_OPS)))
+            chunk = P.with_leading_store(ops[start:end])
+            nreads = int(P.op_reads(chunk).sum())
             out.extend(self._transact(P.FrameType.EXEC, P.encode_ops(chunk), nwords=nreads))
         return np.array(out, dtype=np.uint32)
 
     def store(self, addr: int, words: np.ndarray) -> None:
-        """Write `words` into the board's weight store from word `addr` on: per frame, one
-        OP_STORE and as many OP_STORE_NEXT as fit (5 bytes a word on the wire)."""
+        """Write `words` into the board's weight store from word `addr` on: one OP_STORE, then
+        OP_STORE_NEXT (5 bytes a word on the wire; each frame starts with an OP_STORE)."""
         words = np.asarray(words, dtype=np.int64).ravel()
         if addr < 0 or addr + len(words) > self.link.store_words:
             raise DeviceError(f"store words {addr}..{addr + len(words) - 1} do not fit the "
                               f"{self.link.store_words}-word weight store of the board on "
                               f"{self.port}")
-        per_frame = 1 + (self.link.payload_bytes - P.OP_BYTES[P.OP_STORE]) \
-            // P.OP_BYTES[P.OP_STORE_NEXT]
-        for i in range(0, len(words), per_frame):
-            chunk = words[i : i + per_frame]
-            ops = np.zeros((len(chunk), 3), dtype=np.int64)
-            ops[:, 0] = P.OP_STORE_NEXT
-            ops[0] = (P.OP_STORE, addr + i, 0)
-            ops[:, 2] = chunk
-            self._transact(P.FrameType.EXEC, P.encode_ops(ops), nwords=0)
+        self.execute(store_ops(addr, words))
 
     def close(self) -> None:
         if self._ser is not None:

@@ -130,20 +130,25 @@ class SlipEncoder(wiring.Component):
 
 
 class _Copy:
-    """Registers of OP_RUN_TILE's copy from the store into a weight slot."""
+    """Registers of a copy from the store onto the bus (OP_RUN_TILE's weight tile, OP_LOAD_ACTS'
+    activation rows), and of OP_READ_BLOCK."""
 
     def __init__(self, rm: WsRegMap) -> None:
         self.next = Signal(P.STORE_ADDR_BITS + 1)   # the store word to fetch next
         self.slot = Signal(7)
         self.acc = Signal()
-        self.r = Signal(range(max(rm.cfg.rows, 2)))
-        self.j = Signal(range(max(rm.weight_words, 2)))
+        self.rows = Signal(8)                         # OP_LOAD_ACTS: activation rows
+        self.r = Signal(range(max(rm.cfg.rows, rm.cfg.act_depth, 2)))
+        self.j = Signal(range(max(rm.weight_words, rm.act_words, 2)))
+        self.baddr = Signal(P.ADDR_BITS)              # OP_READ_BLOCK: next address
+        self.left = Signal(8)                         # ... and words still to read
 
 
 def _store_fields(op, operand):
     """Store address, data word and run flags of a store op's operand bytes."""
     saddr = Mux(op == P.OP_STORE, operand[32:56],
-                Mux(op == P.OP_RUN_TILE, operand[8:32], operand[0:24]))
+                Mux((op == P.OP_RUN_TILE) | (op == P.OP_LOAD_ACTS), operand[8:32],
+                    operand[0:24]))
     return saddr, operand[0:32], operand[0:8]
 
 
@@ -188,6 +193,10 @@ class LinkController(wiring.Component):
                 m.d.comb += bad.eq(~sptr_ok | (sptr + 1 >= words))
             with m.Case(P.OP_RUN_TILE):
                 m.d.comb += bad.eq((saddr + tile_words > words) | (slot >= rm.cfg.weight_tiles))
+            with m.Case(P.OP_LOAD_ACTS):
+                rows = flags
+                m.d.comb += bad.eq((rows == 0) | (rows > rm.cfg.act_depth)
+                                   | (saddr + rows * rm.act_words > words))
             with m.Default():
                 m.d.comb += bad.eq(1)
         with m.If(bad):
@@ -217,6 +226,38 @@ class LinkController(wiring.Component):
                     m.d.sync += [copy.next.eq(saddr + 1), copy.slot.eq(slot),
                                  copy.acc.eq(flags[7]), copy.r.eq(0), copy.j.eq(0)]
                     m.next = "COPY"
+                with m.Case(P.OP_LOAD_ACTS), m.If(live):
+                    m.d.comb += store.addr.eq(saddr)
+                    m.d.sync += [copy.next.eq(saddr + 1), copy.rows.eq(flags),
+                                 copy.r.eq(0), copy.j.eq(0)]
+                    m.next = "COPY_ACTS"
+
+    def _read_block_op(self, m, operand, live, reads, copy, answer) -> None:
+        """DO for OP_READ_BLOCK: the dry pass counts its words, the live pass reads them."""
+        baddr, count = operand[8:24], operand[0:8]
+        with m.If((count == 0) | (baddr + count > 1 << P.ADDR_BITS)):
+            m.d.sync += answer(P.Status.BAD_OPS)
+            m.next = "SEND"
+        with m.Elif(~live):
+            m.d.sync += reads.eq(reads + count)
+            m.next = "FETCH"
+        with m.Else():
+            m.d.sync += [copy.baddr.eq(baddr), copy.left.eq(count)]
+            m.next = "BLK_RD"
+
+    def _read_block_states(self, m, resp_wr, reads, copy) -> None:
+        bus = self.bus
+        with m.State("BLK_RD"):
+            m.d.comb += [bus.addr.eq(copy.baddr), bus.re.eq(1)]
+            m.next = "BLK_DATA"
+        with m.State("BLK_DATA"):
+            m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(bus.rdata),
+                         resp_wr.en.eq(1)]
+            m.d.sync += [reads.eq(reads + 1), copy.baddr.eq(copy.baddr + 1),
+                         copy.left.eq(copy.left - 1)]
+            m.next = "BLK_RD"
+            with m.If(copy.left == 1):
+                m.next = "FETCH"
 
     def _run_tile_states(self, m, store, rm, copy, resp_wr, reads) -> None:
         """OP_RUN_TILE after its DO: one store word per cycle into the weight slot (the store
@@ -239,6 +280,18 @@ class LinkController(wiring.Component):
                 m.d.sync += [copy.j.eq(0), copy.r.eq(copy.r + 1)]
                 with m.If(copy.r == rm.cfg.rows - 1):
                     m.next = "RUN_SLOT"
+            with m.Else():
+                m.d.sync += copy.j.eq(copy.j + 1)
+        with m.State("COPY_ACTS"):
+            offset = (copy.r << rm.act_word_bits) | copy.j
+            m.d.comb += [bus.addr.eq(offset | int(Region.ACT) << rm.region_bits),
+                         bus.wdata.eq(store.rdata), bus.we.eq(1),
+                         store.addr.eq(copy.next)]
+            m.d.sync += copy.next.eq(copy.next + 1)
+            with m.If(copy.j == rm.act_words - 1):
+                m.d.sync += [copy.j.eq(0), copy.r.eq(copy.r + 1)]
+                with m.If(copy.r + 1 == copy.rows):
+                    m.next = "FETCH"
             with m.Else():
                 m.d.sync += copy.j.eq(copy.j + 1)
         with m.State("RUN_SLOT"):
@@ -341,7 +394,8 @@ class LinkController(wiring.Component):
         need = Signal(3)            # operand bytes still to fetch for `op`
         operand = Signal(56)        # the op's operand bytes, the last one in the low bits
         live = Signal()
-        reads = Signal(range(prm.req_bytes + 1))
+        # a block read asks for up to 255 words in 4 bytes
+        reads = Signal(range(prm.req_bytes * 64 + 1))
         m.d.comb += req_rd.addr.eq(ptr)
         addr = Mux(op == P.OP_WRITE, operand[32:48], operand[0:16])
         # The store pointer: the last word an OP_STORE / OP_STORE_NEXT of this frame wrote.
@@ -441,7 +495,7 @@ class LinkController(wiring.Component):
                             m.next = "FETCH"
                         with m.Case(P.OP_WAIT):
                             m.next = "DO"
-                        for code in P.STORE_OPS.values():
+                        for code in P.LINK_OPS.values():
                             with m.Case(code):
                                 m.d.sync += need.eq(P.OP_BYTES[code] - 1)
                                 m.next = "FETCH"
@@ -455,7 +509,9 @@ class LinkController(wiring.Component):
                     with m.If(need == 1):
                         m.next = "DO"
             with m.State("DO"):
-                with m.If(op >= P.OP_STORE):
+                with m.If(op == P.OP_READ_BLOCK):
+                    self._read_block_op(m, operand, live, reads, copy, answer)
+                with m.Elif(op >= P.OP_STORE):
                     if has_store:
                         self._store_op(m, store, rm, tile_words, op, operand, live, reads,
                                        sptr, sptr_ok, copy, answer)
@@ -479,6 +535,7 @@ class LinkController(wiring.Component):
                              resp_wr.en.eq(1)]
                 m.d.sync += reads.eq(reads + 1)
                 m.next = "FETCH"
+            self._read_block_states(m, resp_wr, reads, copy)
             if has_store:
                 self._run_tile_states(m, store, rm, copy, resp_wr, reads)
 

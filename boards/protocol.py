@@ -54,29 +54,48 @@ RESPONSE = 0x80         # set in the type byte of every response
 #   OP_WAIT (until the accelerator is not busy)
 ADDR_BITS = 16          # address field width: boards.top rejects wider register maps
 
-# Link ops beyond the bus contract's: the board's weight store (PROTOCOL.md, "Resident
-# weights"). They are the link's business, not the bus's, so they live here and not in
-# bus/contract.OPS (which the C++ harness mirrors). In a host op list [op, addr, word]:
-#   OP_STORE      (op, store address, word)  10 addr:u24 word:u32   store[addr] = word
-#   OP_STORE_NEXT (op, 0, word)              11 word:u32            store[last + 1] = word, after
-#                                                                   a STORE in the same frame
-#   OP_STORE_READ (op, store address, 0)     12 addr:u24            store[addr] into the answer
-#   OP_RUN_TILE   (op, store address, flags) 13 addr:u24 flags:u8   copy the tile at addr into
+# Link ops beyond the bus contract's (PROTOCOL.md, "Link ops"). They are the link's business,
+# not the bus's, so they live here and not in bus/contract.OPS (which the C++ harness mirrors).
+# In a host op list [op, addr, word]:
+#   OP_READ_BLOCK (op, bus address, n)        20 addr:u16 n:u8       n bus reads from addr up
+#   OP_STORE      (op, store address, word)   10 addr:u24 word:u32   store[addr] = word
+#   OP_STORE_NEXT (op, store address, word)   11 word:u32            store[last + 1] = word, after
+#       a STORE in the same frame; the row's address (last + 1) is not sent, but lets a frame
+#       that would start with it start with an OP_STORE instead (split_ops, BoardDevice)
+#   OP_STORE_READ (op, store address, 0)      12 addr:u24            store[addr] into the answer
+#   OP_RUN_TILE   (op, store address, flags)  13 addr:u24 flags:u8   copy the tile at addr into
 #       weight slot flags & 0x7F, then W_TILE = slot, CTRL = start (| accumulate if flags bit 7),
 #       and wait until the accelerator is idle
+#   OP_LOAD_ACTS  (op, store address, m)      15 addr:u24 m:u8       copy m activation rows
+#       (m x act_words words) from the store into activation entries 0..m-1
+OP_READ_BLOCK = 0x20
 OP_STORE = 0x10
 OP_STORE_NEXT = 0x11
 OP_STORE_READ = 0x12
 OP_RUN_TILE = 0x13
+OP_LOAD_ACTS = 0x15
 STORE_OPS = {"OP_STORE": OP_STORE, "OP_STORE_NEXT": OP_STORE_NEXT,
-             "OP_STORE_READ": OP_STORE_READ, "OP_RUN_TILE": OP_RUN_TILE}
-assert not set(STORE_OPS.values()) & set(OPS.values()), "link ops collide with bus ops"
+             "OP_STORE_READ": OP_STORE_READ, "OP_RUN_TILE": OP_RUN_TILE,
+             "OP_LOAD_ACTS": OP_LOAD_ACTS}
+LINK_OPS = {"OP_READ_BLOCK": OP_READ_BLOCK, **STORE_OPS}
+assert not set(LINK_OPS.values()) & set(OPS.values()), "link ops collide with bus ops"
 STORE_ADDR_BITS = 24
 RUN_ACCUMULATE = 0x80   # OP_RUN_TILE flags: accumulate into the output buffer
 RUN_SLOT_MASK = 0x7F
-OP_BYTES = {OP_WRITE: 7, OP_READ: 3, OP_WAIT: 1,
-            OP_STORE: 8, OP_STORE_NEXT: 5, OP_STORE_READ: 4, OP_RUN_TILE: 5}
-READ_OPS = (OP_READ, OP_STORE_READ)     # the ops that put a word into the answer
+OP_BYTES = {OP_WRITE: 7, OP_READ: 3, OP_WAIT: 1, OP_READ_BLOCK: 4,
+            OP_STORE: 8, OP_STORE_NEXT: 5, OP_STORE_READ: 4, OP_RUN_TILE: 5, OP_LOAD_ACTS: 5}
+_ADDR16 = (OP_WRITE, OP_READ, OP_READ_BLOCK)
+_ADDR24 = (OP_STORE, OP_STORE_READ, OP_RUN_TILE, OP_LOAD_ACTS)
+_WORD32 = (OP_WRITE, OP_STORE, OP_STORE_NEXT)
+_BYTE8 = (OP_READ_BLOCK, OP_RUN_TILE, OP_LOAD_ACTS)
+
+
+def op_reads(ops: np.ndarray) -> np.ndarray:
+    """Words each op of an [n, 3] op list puts into the answer."""
+    ops = np.asarray(ops, dtype=np.int64).reshape(-1, 3)
+    kind = ops[:, 0]
+    return np.where((kind == OP_READ) | (kind == OP_STORE_READ), 1,
+                    np.where(kind == OP_READ_BLOCK, ops[:, 2], 0))
 
 
 class FrameType(IntEnum):
@@ -169,34 +188,36 @@ class SlipDecoder:
 
 
 def encode_ops(ops: np.ndarray) -> bytes:
-    """EXEC payload for an [n, 3] host op list (bus ops and the link's store ops)."""
+    """EXEC payload for an [n, 3] host op list (bus ops and the link's own ops)."""
     out = bytearray()
     for op, addr, word in np.asarray(ops, dtype=np.int64).reshape(-1, 3).tolist():
         if op not in OP_BYTES:
             raise ProtocolError(f"unknown bus op {op}; expected one of "
-                                f"{', '.join(str(o) for o in OP_BYTES)} (bus and store ops)")
+                                f"{', '.join(str(o) for o in OP_BYTES)} (bus and link ops)")
         out.append(op)
-        if op in (OP_WRITE, OP_READ):
+        if op in _ADDR16:
             if not 0 <= addr < 1 << ADDR_BITS:
                 raise ProtocolError(f"bus address {addr:#x} does not fit the link's "
                                     f"{ADDR_BITS}-bit address field")
             out += addr.to_bytes(2, "big")
-        elif op in (OP_STORE, OP_STORE_READ, OP_RUN_TILE):
+        elif op in _ADDR24:
             if not 0 <= addr < 1 << STORE_ADDR_BITS:
                 raise ProtocolError(f"store address {addr:#x} does not fit the link's "
                                     f"{STORE_ADDR_BITS}-bit store address field")
             out += addr.to_bytes(3, "big")
-        if op in (OP_WRITE, OP_STORE, OP_STORE_NEXT):
+        if op in _WORD32:
             out += (word & 0xFFFFFFFF).to_bytes(4, "big")
-        elif op == OP_RUN_TILE:
+        elif op in _BYTE8:
             if not 0 <= word <= 0xFF:
-                raise ProtocolError(f"run-tile flags {word:#x} do not fit a byte")
+                raise ProtocolError(f"op {op:#04x}: its count or flags {word:#x} do not fit "
+                                    f"a byte")
             out.append(word)
     return bytes(out)
 
 
 def decode_ops(payload: bytes) -> list[tuple[int, int, int]]:
-    """Inverse of encode_ops; raises ProtocolError as the device would answer BAD_OPS."""
+    """Inverse of encode_ops (OP_STORE_NEXT's address, not sent, decodes as 0); raises
+    ProtocolError as the device would answer BAD_OPS."""
     ops, i = [], 0
     while i < len(payload):
         op = payload[i]
@@ -207,14 +228,14 @@ def decode_ops(payload: bytes) -> list[tuple[int, int, int]]:
             raise ProtocolError(f"op {op} at payload byte {i} is cut short by the frame end")
         body = payload[i + 1 : i + size]
         addr = word = 0
-        if op in (OP_WRITE, OP_READ):
+        if op in _ADDR16:
             addr = int.from_bytes(body[:2], "big")
-        elif op in (OP_STORE, OP_STORE_READ, OP_RUN_TILE):
+        elif op in _ADDR24:
             addr = int.from_bytes(body[:3], "big")
-        if op in (OP_WRITE, OP_STORE, OP_STORE_NEXT):
+        if op in _WORD32:
             word = int.from_bytes(body[-4:], "big")
-        elif op == OP_RUN_TILE:
-            word = body[3]
+        elif op in _BYTE8:
+            word = body[-1]
         ops.append((op, addr, word))
         i += size
     return ops
@@ -222,26 +243,37 @@ def decode_ops(payload: bytes) -> list[tuple[int, int, int]]:
 
 def split_ops(ops: np.ndarray, payload_bytes: int, max_reads: int) -> list[tuple[int, int]]:
     """[start, end) op ranges, in order, each of which fits one EXEC frame: at most
-    `payload_bytes` of encoded ops and `max_reads` reads. An OP_STORE_NEXT continues the
-    frame's last store, so it never starts a frame (the caller starts runs with OP_STORE)."""
-    kinds = np.asarray(ops, dtype=np.int64).reshape(-1, 3)[:, 0].tolist()
+    `payload_bytes` of encoded ops and `max_reads` answer words. An OP_STORE_NEXT that starts
+    a frame is sent as an OP_STORE (with_leading_store), and its size counted so."""
+    ops = np.asarray(ops, dtype=np.int64).reshape(-1, 3)
+    kinds = ops[:, 0].tolist()
+    nreads = op_reads(ops).tolist()
     chunks, start, size, reads = [], 0, 0, 0
     for i, op in enumerate(kinds):
         n = OP_BYTES.get(op)
         if n is None:
             raise ProtocolError(f"unknown bus op {op} at op {i}")
-        r = 1 if op in READ_OPS else 0
+        r = nreads[i]
+        if r > max_reads:
+            raise ProtocolError(f"op {i} reads {r} words; a frame answers at most {max_reads}")
         if size + n > payload_bytes or reads + r > max_reads:
-            if op == OP_STORE_NEXT:
-                raise ProtocolError(f"OP_STORE_NEXT at op {i} would start a frame; begin "
-                                    f"each frame's store run with OP_STORE")
             chunks.append((start, i))
             start, size, reads = i, 0, 0
+            if op == OP_STORE_NEXT:
+                n = OP_BYTES[OP_STORE]
         size += n
         reads += r
     if start < len(kinds) or not chunks:
         chunks.append((start, len(kinds)))
     return chunks
+
+
+def with_leading_store(chunk: np.ndarray) -> np.ndarray:
+    """A frame's ops with a leading OP_STORE_NEXT turned into the OP_STORE it stands for."""
+    if len(chunk) and chunk[0, 0] == OP_STORE_NEXT:
+        chunk = chunk.copy()
+        chunk[0, 0] = OP_STORE
+    return chunk
 
 
 def request(ftype: int, seq: int, payload: bytes = b"",
@@ -318,11 +350,17 @@ def check_store_ops(ops: list[tuple[int, int, int]], store_words: int,
     """Why the store ops of one frame cannot run (None: they can); the device answers BAD_OPS.
 
     Every store address must fall inside the store (a board without one has store_words 0),
-    an OP_STORE_NEXT must follow an OP_STORE of the same frame and stay inside, and a tile
-    must lie wholly inside the store and name a weight slot the array has."""
+    an OP_STORE_NEXT must follow an OP_STORE of the same frame and stay inside, a tile or
+    activation block must lie wholly inside the store, a tile name a weight slot the array has,
+    and activation rows number 1..act_depth. A block read reads 1 or more words below 2**16."""
     last = None
     for i, (op, addr, word) in enumerate(ops):
-        if op == OP_STORE:
+        if op == OP_READ_BLOCK:
+            if word == 0 or addr + word > 1 << ADDR_BITS:
+                return f"op {i}: block read of {word} words from {addr:#x}"
+        elif op in STORE_OPS.values() and store_words == 0:
+            return f"op {i}: the board has no weight store"
+        elif op == OP_STORE:
             if addr >= store_words:
                 return f"op {i}: store address {addr} outside the {store_words}-word store"
             last = addr
@@ -338,6 +376,11 @@ def check_store_ops(ops: list[tuple[int, int, int]], store_words: int,
                 return f"op {i}: tile at {addr} outside the {store_words}-word store"
             if word & RUN_SLOT_MASK >= regmap.cfg.weight_tiles:
                 return f"op {i}: weight slot {word & RUN_SLOT_MASK} is not in the array"
+        elif op == OP_LOAD_ACTS:
+            if regmap is None or not 1 <= word <= regmap.cfg.act_depth:
+                return f"op {i}: {word} activation rows (1..act_depth)"
+            if addr + word * regmap.act_words > store_words:
+                return f"op {i}: activations at {addr} outside the {store_words}-word store"
     return None
 
 
@@ -401,7 +444,8 @@ class LinkModel:
             else:
                 if check_store_ops(ops, self.store_words, self.regmap) is not None:
                     reply = response(ftype, seq, Status.BAD_OPS)
-                elif sum(op in READ_OPS for op, _, _ in ops) > self.max_reads:
+                elif sum(op_reads(np.array(ops, dtype=np.int64).reshape(-1, 3))) \
+                        > self.max_reads:
                     reply = response(ftype, seq, Status.TOO_MANY_READS)
                 else:
                     reply = response(ftype, seq, Status.OK, self._run(ops))
@@ -435,6 +479,14 @@ class LinkModel:
                 assert self.regmap is not None
                 words = self._store[addr : addr + tile_words(self.regmap)]
                 bus.append(run_tile_ops(self.regmap, words, word))
+            elif op == OP_LOAD_ACTS:
+                assert self.regmap is not None
+                words = self._store[addr : addr + word * self.regmap.act_words]
+                bus.append(np.stack([np.full(len(words), OP_WRITE),
+                                     self.regmap.act_addrs(word), words], axis=1))
+            elif op == OP_READ_BLOCK:
+                bus.append(np.stack([np.full(word, OP_READ), np.arange(addr, addr + word),
+                                     np.zeros(word, dtype=np.int64)], axis=1))
             else:
                 bus.append(np.array([[op, addr, word]], dtype=np.int64))
         flush()

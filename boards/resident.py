@@ -4,9 +4,11 @@ store (boards/store.py), then each tile run from there with one OP_RUN_TILE.
 The host decides by itself. The model hands every weight to the backend at load time
 (Backend.prepare); the first matmul then knows the whole model, and:
 
-- if its tiles fit the store the board reported in IDENT, they are written once (OP_STORE runs,
-  5 bytes a word on the wire) and every later tile sends only its activations and a 5-byte
-  OP_RUN_TILE instead of rows x weight_words bus writes of 7 bytes;
+- if its tiles (and a scratch area for one chunk's activations) fit the store the board
+  reported in IDENT, they are written once (OP_STORE runs, 5 bytes a word on the wire); from
+  then on a matmul writes its activations into the scratch area once, every tile is two 5-byte
+  ops (OP_LOAD_ACTS, OP_RUN_TILE) instead of rows x weight_words + act_words bus writes of 7
+  bytes each, and each output row comes back with one OP_READ_BLOCK;
 - otherwise every tile streams its weights as before, and the reason is kept.
 
 Either way the mode and its reason land in the link statistics (LinkStats: `mode`,
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bus.contract import OP_READ, OP_WRITE
+from ..bus.contract import OP_WRITE
 from ..bus.ws_regmap import Csr
 from ..host.ws_driver import PackedWeights, WsDriver
 from . import protocol as P
+from .host import store_ops
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +55,48 @@ class WeightHandle:
 
 
 class ResidentWsDriver(WsDriver):
-    """WsDriver whose tiles of ResidentWeights run from the board's store."""
+    """WsDriver whose tiles of ResidentWeights run from the board's store.
+
+    Per M chunk it writes the chunk's activations, K tile by K tile, into a scratch area of the
+    store (`scratch`, at least scratch_words() words), then per tile sends OP_LOAD_ACTS and
+    OP_RUN_TILE (5 bytes each), and reads each output row with one OP_READ_BLOCK."""
 
     def __init__(self, device, cfg=None) -> None:
         super().__init__(device, cfg)
         self.tile_words = P.tile_words(self.map)
+        self.scratch = 0
+
+    def scratch_words(self, k_tiles: int) -> int:
+        """Store words the activations of a chunk of a matmul with k_tiles K tiles take."""
+        return k_tiles * self.cfg.act_depth * self.map.act_words
 
     def _chunk_ops(self, packed, awords, mm, first_tile):
         if not isinstance(packed, ResidentWeights):
             return super()._chunk_ops(packed, awords, mm, first_tile)
         cfg, rm = self.cfg, self.map
         kt, nt, wl = packed.words.shape
-        al = awords.shape[1]
+        al = awords.shape[1]        # mm rows x act_words, as act_addrs(mm) orders them
         ntiles = kt * nt
         idx = np.arange(ntiles)
         ktile, ntile = idx % kt, idx // kt
         slot = (first_tile + idx) % cfg.weight_tiles
-        # Per tile (as plan_gemm orders them, K innermost): its activations, then OP_RUN_TILE
-        # (weights from the store into the slot, W_TILE, CTRL start, wait). M_COUNT holds for
-        # the whole chunk, so it is written once.
-        seg = np.empty((ntiles, al + 1, 3), dtype=np.int64)
-        seg[:, :al, 0] = OP_WRITE
-        seg[:, :al, 1] = rm.act_addrs(mm)
-        seg[:, :al, 2] = awords[ktile]
-        seg[:, al, 0] = P.OP_RUN_TILE
-        seg[:, al, 1] = packed.base + (ktile * nt + ntile) * wl
-        seg[:, al, 2] = slot | np.where(ktile > 0, P.RUN_ACCUMULATE, 0)
-        blocks = [np.array([[OP_WRITE, rm.csr(Csr.M_COUNT), mm]], dtype=np.int64)]
+        # Per tile (as plan_gemm orders them, K innermost): its activations from the scratch
+        # area, then the tile (weights into the slot, W_TILE, CTRL start, wait). M_COUNT holds
+        # for the whole chunk, so it is written once.
+        seg = np.empty((ntiles, 2, 3), dtype=np.int64)
+        seg[:, 0] = np.stack([np.full(ntiles, P.OP_LOAD_ACTS), self.scratch + ktile * al,
+                              np.full(ntiles, mm)], axis=1)
+        seg[:, 1] = np.stack([np.full(ntiles, P.OP_RUN_TILE),
+                              packed.base + (ktile * nt + ntile) * wl,
+                              slot | np.where(ktile > 0, P.RUN_ACCUMULATE, 0)], axis=1)
+        blocks = [np.array([[OP_WRITE, rm.csr(Csr.M_COUNT), mm]], dtype=np.int64),
+                  store_ops(self.scratch, awords.ravel())]
         outputs, nread = [], 0
+        rows = np.array([rm.out_addr(m, 0) for m in range(mm)], dtype=np.int64)
         for j in range(nt):
             n0 = j * cfg.cols
             nn = min(cfg.cols, packed.n - n0)
-            reads = np.stack([np.full(mm * nn, OP_READ), rm.out_addrs(mm, nn),
-                              np.zeros(mm * nn, dtype=np.int64)], axis=1)
+            reads = np.stack([np.full(mm, P.OP_READ_BLOCK), rows, np.full(mm, nn)], axis=1)
             blocks += [seg[j * kt : (j + 1) * kt].reshape(-1, 3), reads]
             outputs.append((n0, nn, nread))
             nread += mm * nn
@@ -110,12 +122,12 @@ class ResidentPlan:
                 "load_link_seconds": round(self.load_link_seconds, 6)}
 
 
-def plan_residency(handles: list[WeightHandle], store_words: int,
-                   want: bool | None) -> tuple[str, str, int]:
-    """(mode, reason, store words needed) for a model's weights on a store of store_words.
-    want: None decides by fit, False always streams, True insists (raising ValueError when
-    the weights do not fit)."""
-    need = sum(h.store_words for h in handles)
+def plan_residency(handles: list[WeightHandle], store_words: int, want: bool | None,
+                   scratch_words: int = 0) -> tuple[str, str, int]:
+    """(mode, reason, store words needed) for a model's weights on a store of store_words,
+    next to scratch_words of activation scratch. want: None decides by fit, False always
+    streams, True insists (raising ValueError when the weights do not fit)."""
+    need = sum(h.store_words for h in handles) + (scratch_words if handles else 0)
     fits = 0 < need <= store_words
     kb = need * 4 / 1024
     if want is False:
@@ -125,11 +137,11 @@ def plan_residency(handles: list[WeightHandle], store_words: int,
     elif need == 0:
         reason = "the model has no ternary weights"
     elif not fits:
-        reason = (f"the model's ternary tiles take {need:,} store words ({kb:,.0f} KB), "
-                  f"the board's weight store holds {store_words:,}")
+        reason = (f"the model's ternary tiles and activation scratch take {need:,} store "
+                  f"words ({kb:,.0f} KB), the board's weight store holds {store_words:,}")
     else:
-        return RESIDENT, (f"the model's ternary tiles take {need:,} of the board's "
-                          f"{store_words:,} store words ({kb:,.0f} KB)"), need
+        return RESIDENT, (f"the model's ternary tiles and activation scratch take {need:,} of "
+                          f"the board's {store_words:,} store words ({kb:,.0f} KB)"), need
     if want:
         raise ValueError(f"resident weights asked for, but {reason}")
     return STREAM, reason + ": every tile streams its weights", need

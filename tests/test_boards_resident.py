@@ -99,18 +99,41 @@ def test_plan_picks_resident_when_the_tiles_fit_and_says_why_not() -> None:
 
 # --- the protocol's store ops ------------------------------------------------------------------
 
-def test_store_ops_encode_and_decode() -> None:
+def test_link_ops_encode_and_decode() -> None:
     ops = [(P.OP_STORE, 0x123456, 0xDEADBEEF), (P.OP_STORE_NEXT, 0, 7),
-           (P.OP_STORE_READ, 5, 0), (P.OP_RUN_TILE, 9, 0x81), (P.OP_WAIT, 0, 0)]
+           (P.OP_STORE_READ, 5, 0), (P.OP_RUN_TILE, 9, 0x81), (P.OP_WAIT, 0, 0),
+           (P.OP_LOAD_ACTS, 0x10203, 8), (P.OP_READ_BLOCK, 0xFFF0, 16)]
     payload = P.encode_ops(np.array(ops))
     assert len(payload) == sum(P.OP_BYTES[op] for op, _, _ in ops)
     assert P.decode_ops(payload) == ops
+    assert P.op_reads(np.array(ops)).tolist() == [0, 0, 1, 0, 0, 0, 16]
     with pytest.raises(P.ProtocolError, match="store address"):
         P.encode_ops(np.array([(P.OP_STORE, 1 << 24, 0)]))
-    # A frame never starts with OP_STORE_NEXT (it continues the frame's last store).
-    run = np.array([(P.OP_STORE, 0, 1)] + [(P.OP_STORE_NEXT, 0, 1)] * 10)
-    with pytest.raises(P.ProtocolError, match="OP_STORE_NEXT"):
-        P.split_ops(run, 20, 4)
+    with pytest.raises(P.ProtocolError, match="do not fit a byte"):
+        P.encode_ops(np.array([(P.OP_READ_BLOCK, 0, 256)]))
+
+
+def test_store_runs_split_into_frames_that_each_start_with_a_store() -> None:
+    """A run of OP_STORE_NEXT split over frames: each frame starts with the OP_STORE its first
+    word stands for, stays within the payload, and the store ends up holding every word."""
+    from tritium.boards.host import store_ops
+
+    words = np.arange(1000, 1037)
+    run = store_ops(5, words)
+    model = P.LinkModel(lambda ops: np.zeros(0, np.uint32), (0, 0, 0, 0), req_bytes=64,
+                        store_words=64, regmap=RM)
+    payload = 64 - P.HEADER_BYTES - P.CRC_BYTES
+    chunks = P.split_ops(run, payload, 4)
+    assert len(chunks) > 2
+    for seq, (a, b) in enumerate(chunks):
+        frame = P.with_leading_store(run[a:b])
+        assert frame[0, 0] == P.OP_STORE and len(P.encode_ops(frame)) <= payload
+        assert P.parse_response(model.handle(exec_frame(seq, frame))).status == P.Status.OK
+    read = [(P.OP_STORE_READ, a, 0) for a in range(5, 5 + len(words))]
+    got = []
+    for seq, (a, b) in enumerate(P.split_ops(np.array(read), payload, 12), start=100):
+        got += P.parse_response(model.handle(exec_frame(seq, read[a:b]))).words
+    assert got == words.tolist()
 
 
 def test_model_refuses_store_ops_outside_the_store_and_runs_tiles_from_it() -> None:
@@ -124,7 +147,9 @@ def test_model_refuses_store_ops_outside_the_store_and_runs_tiles_from_it() -> N
                         max_reads=12, store_words=16, regmap=RM)
     bad = [[(P.OP_STORE, 16, 1)], [(P.OP_STORE_NEXT, 0, 1)], [(P.OP_STORE_READ, 99, 0)],
            [(P.OP_RUN_TILE, 16 - TW + 1, 0)], [(P.OP_RUN_TILE, 0, CFG.weight_tiles)],
-           [(P.OP_STORE, 15, 1), (P.OP_STORE_NEXT, 0, 2)]]
+           [(P.OP_STORE, 15, 1), (P.OP_STORE_NEXT, 0, 2)], [(P.OP_LOAD_ACTS, 0, 0)],
+           [(P.OP_LOAD_ACTS, 0, CFG.act_depth + 1)], [(P.OP_LOAD_ACTS, 16 - RM.act_words + 1, 1)],
+           [(P.OP_READ_BLOCK, 0, 0)], [(P.OP_READ_BLOCK, 0xFFFF, 2)]]
     for seq, ops in enumerate(bad):
         resp = P.parse_response(model.handle(exec_frame(seq, ops)))
         assert resp.status == P.Status.BAD_OPS, ops
@@ -138,10 +163,21 @@ def test_model_refuses_store_ops_outside_the_store_and_runs_tiles_from_it() -> N
     assert writes[:TW] == [(P.OP_WRITE, int(a), w) for a, w in zip(addrs, tile, strict=True)]
     assert writes[TW:] == [(P.OP_WRITE, RM.csr(Csr.W_TILE), 1),
                            (P.OP_WRITE, RM.csr(Csr.CTRL), 0b11), (P.OP_WAIT, 0, 0)]
-    # No store: every store op is refused.
+    # Activation rows from the store go into entries 0..m-1; a block read reads n addresses.
+    del writes[:]
+    acts = [(P.OP_STORE, 0, 11)] + [(P.OP_STORE_NEXT, 0, 12 + i) for i in range(3)]
+    resp = P.parse_response(model.handle(exec_frame(51, acts + [(P.OP_LOAD_ACTS, 1, 2),
+                                                                (P.OP_READ_BLOCK, 40, 3)])))
+    assert (resp.status, len(resp.words)) == (P.Status.OK, 3)
+    want = list(zip(RM.act_addrs(2).tolist(), [12, 13], strict=True))
+    assert RM.act_words == 1 and writes == [(P.OP_WRITE, a, w) for a, w in want] + \
+        [(P.OP_READ, 40 + i, 0) for i in range(3)]
+    # No store: every store op is refused, block reads still run.
     none = P.LinkModel(execute, (MAGIC, VERSION, *RM.config_words()), regmap=RM)
     resp = P.parse_response(none.handle(exec_frame(1, [(P.OP_STORE, 0, 1)])))
     assert resp.status == P.Status.BAD_OPS
+    resp = P.parse_response(none.handle(exec_frame(2, [(P.OP_READ_BLOCK, 0, 2)])))
+    assert resp.status == P.Status.OK
 
 
 # --- the RTL -----------------------------------------------------------------------------------
@@ -183,6 +219,14 @@ def test_rtl_store_ops_answer_like_the_protocol_model(board) -> None:
         exec_frame(9, [(P.OP_STORE_READ, STORE - 1, 0), (P.OP_STORE_READ, 0, 0)]),
         exec_frame(9, [(P.OP_STORE, 0, 77)]),                          # replay: nothing runs
         exec_frame(10, [(P.OP_STORE_READ, 0, 0)]),
+        # activations from the store, read back over the bus, and a block read of CSRs
+        exec_frame(11, [(P.OP_STORE, 7, 0x01020304), (P.OP_STORE_NEXT, 0, 0xA0B0C0D0),
+                        (P.OP_LOAD_ACTS, 7, 2), (P.OP_READ_BLOCK, rm.csr(Csr.ID), 4)]),
+        exec_frame(12, [(P.OP_LOAD_ACTS, 0, 0)]),
+        exec_frame(13, [(P.OP_LOAD_ACTS, STORE - 1, 2)]),
+        exec_frame(14, [(P.OP_READ_BLOCK, 0, 0)]),
+        exec_frame(15, [(P.OP_READ_BLOCK, 0, 13)]),                    # too many reads
+        exec_frame(16, [(P.OP_READ_BLOCK, rm.csr(Csr.M_COUNT), 2)]),   # M_COUNT, W_TILE
     ]
     with serial.Serial(board.port, DEFAULT_BAUD, timeout=0.5) as ser:
         dec = P.SlipDecoder()
