@@ -54,11 +54,46 @@ def bench(board: str) -> dict[str, Any]:
     return entry
 
 
+def wire_bytes(board: str, model: str, m: int) -> dict[str, int]:
+    """Bytes both ways on the wire for one forward pass of m positions of `model` on `board`'s
+    default array, streaming tiles and from resident weights (the host's own op lists,
+    framed as BoardDevice frames them; answer words counted as unescaped)."""
+    import numpy as np
+
+    from tritium.boards import protocol as P
+    from tritium.boards.resident import ResidentWeights, ResidentWsDriver
+    from tritium.host import zoo
+    from tritium.host.checkpoint import read_config
+    from tritium.host.weights import iter_layers
+
+    spec = BOARDS[board]
+    cfg = spec.default_array
+    drv = ResidentWsDriver(None, cfg)
+    ckpt, mcfg = read_config(zoo.resolve(model) or model)
+    shapes = [lin.w.shape for lw in iter_layers(ckpt, mcfg) for lin in lw.linears.values()]
+    payload = spec.link.payload_bytes
+    totals = {"stream": 0, "resident": 0}
+    for k, n in shapes:
+        packed = drv.pack(np.zeros((k, n), dtype=np.int8))
+        kt = packed.words.shape[0]
+        awords = np.zeros((kt, m * drv.map.act_words), dtype=np.uint32)
+        for mode, w in (("stream", packed),
+                        ("resident", ResidentWeights(k, n, packed.words, 0, base=0))):
+            ops, _ = drv._chunk_ops(w, awords, m, 0)
+            for a, b in P.split_ops(ops, payload, spec.link.max_reads):
+                chunk = P.with_leading_store(ops[a:b])
+                req = P.request(P.FrameType.EXEC, 0, P.encode_ops(chunk))
+                resp = P.response(P.FrameType.EXEC, 0, 0, [0] * int(P.op_reads(chunk).sum()))
+                totals[mode] += len(P.slip_encode(req)) + len(P.slip_encode(resp))
+    return totals
+
+
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
     return after[key] - before[key]
 
 
-def bench_resident(board: str, model: str, problems: int, stream_problems: int) -> dict[str, Any]:
+def bench_resident(board: str, model: str, problems: int, stream_problems: int,
+                   digits: int = 3) -> dict[str, Any]:
     """A shipped adder on the Verilated board top of `board`: resident weights (and, for
     comparison, streamed weights on the first `stream_problems`), every answer against golden."""
     from tritium.boards.backend import BoardBackend
@@ -71,10 +106,13 @@ def bench_resident(board: str, model: str, problems: int, stream_problems: int) 
     sim = SimBoard.with_store(cfg, board, req_bytes=spec.link.req_bytes,
                               max_reads=spec.link.max_reads)
     golden = BitNetModel.from_pretrained(model, backend="golden", array=cfg)
-    cases = held_out_problems(problems)
+    cases = held_out_problems(problems, digits=digits)
     entry: dict[str, Any] = {"board": board, "model": model, "config": cfg.to_dict(),
                              "baud": spec.default_baud, "divisor": sim.divisor,
                              "store_words": sim.store_words}
+    # What one forward pass puts on the wire either way: prefill of 8 positions, one decode.
+    entry["wire_bytes_per_pass"] = {f"m={m}": wire_bytes(board, model, m) for m in (1, 8)}
+    print(f"{board}: bytes per forward pass {entry['wire_bytes_per_pass']}", flush=True)
     t0 = time.monotonic()
     with PtyBoard(sim) as pty:
         entry["sim_build_s"] = round(time.monotonic() - t0, 1)
@@ -88,6 +126,8 @@ def bench_resident(board: str, model: str, problems: int, stream_problems: int) 
                 # The first matmul loads the store: run one token outside the timed problems.
                 m.logits(m.encode("1+1="))
                 load = stats.as_dict()
+                print(f"{board} {mode}: {load['mode_reason']}; load {load['load_bytes']:,} "
+                      f"bytes in {time.monotonic() - t0:.0f} s", flush=True)
                 before, busy0 = stats.as_dict(), m.stats.as_dict()["total"]["cycles"]
                 cpu0, t1 = m.stats.as_dict()["cpu_seconds"], time.monotonic()
                 tokens, right, answers = 0, 0, []
@@ -100,6 +140,8 @@ def bench_resident(board: str, model: str, problems: int, stream_problems: int) 
                     tokens += len(got)
                     stopped = bool(got) and got[-1] in eos
                     answers.append(f"{a}+{b}={m.decode(got[:-1] if stopped else got)}")
+                    print(f"  {answers[-1]} ({'equal to' if right == len(answers) else 'NOT'}"
+                          f" golden) at {time.monotonic() - t1:.0f} s", flush=True)
                 wall = time.monotonic() - t1
                 after = stats.as_dict()
                 busy = m.stats.as_dict()["total"]["cycles"] - busy0
@@ -143,13 +185,14 @@ def main() -> None:
                     help="instead of building, run --model on this board's Verilated top")
     ap.add_argument("--model", default="tiny-adder")
     ap.add_argument("--problems", type=int, default=20)
-    ap.add_argument("--stream-problems", type=int, default=2)
+    ap.add_argument("--stream-problems", type=int, default=0)
+    ap.add_argument("--digits", type=int, default=3)
     args = ap.parse_args()
     if args.resident:
         results = json.loads(RESIDENT_OUT.read_text()) if RESIDENT_OUT.exists() else {}
         key = f"{args.resident}/{args.model}"
         results[key] = bench_resident(args.resident, args.model, args.problems,
-                                      args.stream_problems)
+                                      args.stream_problems, args.digits)
         atomic_write_text(RESIDENT_OUT, json.dumps(results, indent=2) + "\n")
         return
     results = json.loads(OUT.read_text()) if OUT.exists() else {}

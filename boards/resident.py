@@ -145,3 +145,26 @@ def plan_residency(handles: list[WeightHandle], store_words: int, want: bool | N
     if want:
         raise ValueError(f"resident weights asked for, but {reason}")
     return STREAM, reason + ": every tile streams its weights", need
+
+
+def plan_for_board(model: str, board: str, cfg=None) -> tuple[str, str, int]:
+    """What the host would choose for shipped model or checkpoint folder `model` on `board`
+    built with `cfg` (default: its default array) and the store its budget gives, without a
+    board: (mode, reason, store words needed)."""
+    from ..host import zoo
+    from ..host.checkpoint import read_config
+    from ..host.weights import iter_layers
+    from .platforms import get_board
+
+    spec = get_board(board)
+    cfg = cfg or spec.default_array
+    drv = ResidentWsDriver(None, cfg)
+    ckpt, mcfg = read_config(zoo.resolve(model) or model)
+    try:
+        handles = [WeightHandle(name, drv.pack(lin.w)) for lw in iter_layers(ckpt, mcfg)
+                   for name, lin in lw.linears.items()]
+    finally:
+        ckpt.close()
+    k_tiles = max((h.packed.words.shape[0] for h in handles), default=0)
+    return plan_residency(handles, spec.link_for(cfg).store_words, None,
+                          drv.scratch_words(k_tiles))

@@ -330,3 +330,20 @@ def test_model_runs_resident_and_a_bigger_one_streams_with_the_reason(board, tmp
                      "--backend", "board", "--port", board.port]) == 0
         out = capsys.readouterr().out
         assert f"weights {mode}" in out
+
+
+@pytest.mark.parametrize("model, board, mode", [
+    ("tiny-adder", "ulx3s", RESIDENT),
+    ("tiny-adder", "icebreaker", STREAM),
+    ("tiny-adder-mini", "icebreaker", RESIDENT),
+])
+def test_shipped_adders_fit_where_the_runbook_says(model: str, board: str, mode: str) -> None:
+    """tiny-adder's tiles fit the ULX3S's block RAM store but not the iCEBreaker's SPRAM (its
+    4x6 tiles use 12 of every 32 bits); tiny-adder-mini, shipped for that, fits there."""
+    from tritium.boards.resident import plan_for_board
+
+    got, reason, need = plan_for_board(model, board)
+    assert got == mode, reason
+    store = get_board(board).link_for().store_words
+    assert (need <= store) == (mode == RESIDENT)
+    assert f"{need:,}" in reason and f"{store:,}" in reason
