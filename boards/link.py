@@ -133,23 +133,24 @@ class _Copy:
     """Registers of a copy from the store onto the bus (OP_RUN_TILE's weight tile, OP_LOAD_ACTS'
     activation rows), and of OP_READ_BLOCK."""
 
-    def __init__(self, rm: WsRegMap) -> None:
-        self.next = Signal(P.STORE_ADDR_BITS + 1)   # the store word to fetch next
+    def __init__(self, rm: WsRegMap, store_bits: int) -> None:
+        # The store word to fetch next; OP_READ_BLOCK's next bus address.
+        self.next = Signal(max(store_bits + 1, P.ADDR_BITS))
         self.slot = Signal(7)
         self.acc = Signal()
-        self.rows = Signal(8)                         # OP_LOAD_ACTS: activation rows
+        self.rows = Signal(8)        # OP_LOAD_ACTS: activation rows; OP_READ_BLOCK: words left
         self.r = Signal(range(max(rm.cfg.rows, rm.cfg.act_depth, 2)))
         self.j = Signal(range(max(rm.weight_words, rm.act_words, 2)))
-        self.baddr = Signal(P.ADDR_BITS)              # OP_READ_BLOCK: next address
-        self.left = Signal(8)                         # ... and words still to read
 
 
-def _store_fields(op, operand):
-    """Store address, data word and run flags of a store op's operand bytes."""
+def _store_fields(op, operand, store_bits: int):
+    """Store address (its low store_bits), whether its high bits are set (then it is outside
+    the store), data word and run flags of a store op's operand bytes."""
     saddr = Mux(op == P.OP_STORE, operand[32:56],
                 Mux((op == P.OP_RUN_TILE) | (op == P.OP_LOAD_ACTS), operand[8:32],
                     operand[0:24]))
-    return saddr, operand[0:32], operand[0:8]
+    high = saddr[store_bits:].any() if store_bits < P.STORE_ADDR_BITS else Const(0, 1)
+    return saddr[:store_bits], high, operand[0:32], operand[0:8]
 
 
 class LinkController(wiring.Component):
@@ -178,24 +179,25 @@ class LinkController(wiring.Component):
             "frames": Out(1),
         })
 
-    def _store_op(self, m, store, rm, tile_words, op, operand, live, reads, sptr, sptr_ok,
+    def _store_op(self, m, store, rm, tile_words, op, operand, live, count, sptr, sptr_ok,
                   copy, answer) -> None:
         """DO for a store op: the dry pass checks it against the store (PROTOCOL.md), the live
         pass writes or reads the store, or starts OP_RUN_TILE's copy."""
         words = self.params.store_words
-        saddr, word, flags = _store_fields(op, operand)
+        saddr, high, word, flags = _store_fields(op, operand, len(sptr))
         slot = flags[:7]
         bad = Signal()
         with m.Switch(op):
             with m.Case(P.OP_STORE, P.OP_STORE_READ):
-                m.d.comb += bad.eq(saddr >= words)
+                m.d.comb += bad.eq(high | (saddr >= words))
             with m.Case(P.OP_STORE_NEXT):
                 m.d.comb += bad.eq(~sptr_ok | (sptr + 1 >= words))
             with m.Case(P.OP_RUN_TILE):
-                m.d.comb += bad.eq((saddr + tile_words > words) | (slot >= rm.cfg.weight_tiles))
+                m.d.comb += bad.eq(high | (saddr + tile_words > words)
+                                   | (slot >= rm.cfg.weight_tiles))
             with m.Case(P.OP_LOAD_ACTS):
                 rows = flags
-                m.d.comb += bad.eq((rows == 0) | (rows > rm.cfg.act_depth)
+                m.d.comb += bad.eq(high | (rows == 0) | (rows > rm.cfg.act_depth)
                                    | (saddr + rows * rm.act_words > words))
             with m.Default():
                 m.d.comb += bad.eq(1)
@@ -220,7 +222,7 @@ class LinkController(wiring.Component):
                         m.d.comb += store.addr.eq(saddr)
                         m.next = "STORE_RDATA"
                     with m.Else():
-                        m.d.sync += reads.eq(reads + 1)
+                        count(1)
                 with m.Case(P.OP_RUN_TILE), m.If(live):
                     m.d.comb += store.addr.eq(saddr)
                     m.d.sync += [copy.next.eq(saddr + 1), copy.slot.eq(slot),
@@ -232,31 +234,31 @@ class LinkController(wiring.Component):
                                  copy.r.eq(0), copy.j.eq(0)]
                     m.next = "COPY_ACTS"
 
-    def _read_block_op(self, m, operand, live, reads, copy, answer) -> None:
+    def _read_block_op(self, m, operand, live, count, copy, answer) -> None:
         """DO for OP_READ_BLOCK: the dry pass counts its words, the live pass reads them."""
-        baddr, count = operand[8:24], operand[0:8]
-        with m.If((count == 0) | (baddr + count > 1 << P.ADDR_BITS)):
+        baddr, n = operand[8:24], operand[0:8]
+        with m.If((n == 0) | (baddr + n > 1 << P.ADDR_BITS)):
             m.d.sync += answer(P.Status.BAD_OPS)
             m.next = "SEND"
         with m.Elif(~live):
-            m.d.sync += reads.eq(reads + count)
+            count(n)
             m.next = "FETCH"
         with m.Else():
-            m.d.sync += [copy.baddr.eq(baddr), copy.left.eq(count)]
+            m.d.sync += [copy.next.eq(baddr), copy.rows.eq(n)]
             m.next = "BLK_RD"
 
     def _read_block_states(self, m, resp_wr, reads, copy) -> None:
         bus = self.bus
         with m.State("BLK_RD"):
-            m.d.comb += [bus.addr.eq(copy.baddr), bus.re.eq(1)]
+            m.d.comb += [bus.addr.eq(copy.next), bus.re.eq(1)]
             m.next = "BLK_DATA"
         with m.State("BLK_DATA"):
             m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(bus.rdata),
                          resp_wr.en.eq(1)]
-            m.d.sync += [reads.eq(reads + 1), copy.baddr.eq(copy.baddr + 1),
-                         copy.left.eq(copy.left - 1)]
+            m.d.sync += [reads.eq(reads + 1), copy.next.eq(copy.next + 1),
+                         copy.rows.eq(copy.rows - 1)]
             m.next = "BLK_RD"
-            with m.If(copy.left == 1):
+            with m.If(copy.rows == 1):
                 m.next = "FETCH"
 
     def _run_tile_states(self, m, store, rm, copy, resp_wr, reads) -> None:
@@ -394,14 +396,25 @@ class LinkController(wiring.Component):
         need = Signal(3)            # operand bytes still to fetch for `op`
         operand = Signal(56)        # the op's operand bytes, the last one in the low bits
         live = Signal()
-        # a block read asks for up to 255 words in 4 bytes
-        reads = Signal(range(prm.req_bytes * 64 + 1))
+        # Answer words so far. The dry pass stops counting at the buffer's size and sets `over`
+        # (a block read asks for up to 255 words in 4 bytes).
+        reads = Signal(range(resp_depth + 1))
+        over = Signal()
+
+        def count(n) -> None:
+            with m.If(reads + n > prm.max_reads):
+                m.d.sync += over.eq(1)
+            with m.Else():
+                m.d.sync += reads.eq(reads + n)
         m.d.comb += req_rd.addr.eq(ptr)
         addr = Mux(op == P.OP_WRITE, operand[32:48], operand[0:16])
         # The store pointer: the last word an OP_STORE / OP_STORE_NEXT of this frame wrote.
-        sptr = Signal(P.STORE_ADDR_BITS)
+        # Store addresses are compared and counted in the store's own width (the link carries
+        # 24 bits; higher ones set make an address outside the store).
+        store_bits = max(1, prm.store_words.bit_length())
+        sptr = Signal(store_bits)
         sptr_ok = Signal()
-        copy = _Copy(rm)
+        copy = _Copy(rm, store_bits)
 
         # --- transmit -------------------------------------------------------------------------
         m.submodules.slip = slip = SlipEncoder()
@@ -439,7 +452,7 @@ class LinkController(wiring.Component):
                     with m.Else():
                         m.d.sync += [ptr.eq(P.HEADER_BYTES), end.eq(frame_len - P.CRC_BYTES),
                                      need.eq(0), live.eq(0), reads.eq(0), cached.eq(0),
-                                     sptr_ok.eq(0)]
+                                     sptr_ok.eq(0), over.eq(0)]
                         m.next = "FETCH"
                 with m.Else():
                     m.d.sync += answer(P.Status.BAD_TYPE)
@@ -473,7 +486,7 @@ class LinkController(wiring.Component):
                     with m.Elif(live):
                         m.d.sync += answer(P.Status.OK, reads)
                         m.next = "SEND"
-                    with m.Elif(reads > prm.max_reads):
+                    with m.Elif(over):
                         m.d.sync += answer(P.Status.TOO_MANY_READS)
                         m.next = "SEND"
                     with m.Else():
@@ -510,17 +523,17 @@ class LinkController(wiring.Component):
                         m.next = "DO"
             with m.State("DO"):
                 with m.If(op == P.OP_READ_BLOCK):
-                    self._read_block_op(m, operand, live, reads, copy, answer)
+                    self._read_block_op(m, operand, live, count, copy, answer)
                 with m.Elif(op >= P.OP_STORE):
                     if has_store:
-                        self._store_op(m, store, rm, tile_words, op, operand, live, reads,
+                        self._store_op(m, store, rm, tile_words, op, operand, live, count,
                                        sptr, sptr_ok, copy, answer)
                     else:       # no store on this board: every store op is refused
                         m.d.sync += answer(P.Status.BAD_OPS)
                         m.next = "SEND"
                 with m.Elif(~live):
                     with m.If(op == P.OP_READ):
-                        m.d.sync += reads.eq(reads + 1)
+                        count(1)
                     m.next = "FETCH"
                 with m.Elif(op == P.OP_WRITE):
                     m.d.comb += [bus.addr.eq(addr), bus.wdata.eq(operand[0:32]), bus.we.eq(1)]
