@@ -124,6 +124,7 @@ def store_budget(device: str, cfg: ArrayConfig, req_bytes: int, max_reads: int) 
                            f"the block RAMs stay the array's and the link's")
     geometry = BLOCK_RAM[dev.family]
     capacity = next(r.capacity for r in dev.resources if r.key == "bram")
+    # The UART divisor changes no memory; any legal one will do.
     core = BoardCore(cfg, divisor=25, link=LinkParams(req_bytes=req_bytes, max_reads=max_reads))
     used = sum(geometry.blocks(d, w) for _, d, w in design_memories(core))
     free = capacity - used - -(-capacity * BRAM_RESERVE_PCT // 100)
