@@ -9,6 +9,11 @@ malformed frame answers an error with nothing run.
 
 The response is built in a word buffer and kept there: a retransmitted EXEC (same seq and type
 as the last good frame) is answered from it without running anything again.
+
+With LinkParams.store_words > 0 the controller also owns a weight store (boards/store.py) and
+runs the link's store ops (PROTOCOL.md, "Resident weights"): it fills and reads the store, and
+copies a tile or activation rows from it onto the accelerator's bus one word a cycle, so a
+resident tile costs the link 10 bytes instead of a bus write per word.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ with every multi-byte field big-endian and the CRC-16/CCITT-FALSE (poly 0x1021, 
 no reflection, no final XOR) of all bytes before it. Big-endian CRC means the CRC of a whole
 good frame is 0, which is how the hardware checks it without knowing where the frame ends.
 
-Requests: IDENT (no payload) and EXEC (a host/driver.py Program encoded as ops). The device
+Requests: IDENT (no payload) and EXEC (a host/driver.py Program encoded as ops, plus the
+link's own ops: block reads and the weight store's, below). The device
 answers each good request once, with the same seq and type | 0x80; it keeps its last response
 and re-sends it, without running anything, when an EXEC arrives with the same seq again (IDENT,
 which changes nothing, always runs afresh), so a
