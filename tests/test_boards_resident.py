@@ -82,6 +82,9 @@ def test_budget_is_the_device_minus_what_the_design_takes() -> None:
     assert (ice.kind, ice.words) == ("spram", 4 * 16384 * 16 // 32)
     for board in BOARDS.values():
         assert board.link_for().store_words == board.store_budget().words
+    # The simulated board top gets the store the bitstream would.
+    sim = SimBoard.with_store(CFG, "ulx3s", req_bytes=160, max_reads=12)
+    assert sim.store_words == ulx3s.link_for(CFG, 160, 12).store_words > STORE
 
 
 def test_plan_picks_resident_when_the_tiles_fit_and_says_why_not() -> None:
