@@ -16,8 +16,8 @@ counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
                           packing needs 87921 TRELLIS_COMB (105 %)
 
 With the weight store every top now carries (boards/store.py, sized by Board.link_for), the
-iCEBreaker's 4x6 takes 5190 LCs (98.3 %) at 16.4 MHz; the ULX3S's 20x20 adds 160 DP16KD
-(BENCHMARKS.md, "Resident weights").
+iCEBreaker's 4x6 takes 5190 LCs (98.3 %) at 16.4 MHz; the ULX3S's 20x20 44908 TRELLIS_COMB
+(53.7 %) and 169 DP16KD at 39.5 MHz (BENCHMARKS.md, "Resident weights").
 
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
