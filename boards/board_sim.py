@@ -38,6 +38,7 @@ class SimBoard:
     divisor: int = 25          # the ULX3S's 25 MHz at its default 1 Mbaud; at_baud for others
     req_bytes: int = 512
     max_reads: int = 64
+    store_words: int = 0       # the weight store (0: none); with_store gives a board's budget
 
     @classmethod
     def at_baud(cls, cfg: ArrayConfig, board: str, baud: int | None = None,
@@ -49,8 +50,20 @@ class SimBoard:
         spec = get_board(board)
         return cls(cfg, divisor=spec.divisor(spec.default_baud if baud is None else baud), **link)
 
+    @classmethod
+    def with_store(cls, cfg: ArrayConfig, board: str, baud: int | None = None,
+                   **link: int) -> SimBoard:
+        """at_baud with the weight store board `board` would build next to this array
+        (boards.platforms.Board.link_for: the one budget the bitstream uses)."""
+        from .platforms import get_board
+
+        sim = cls.at_baud(cfg, board, baud, **link)
+        words = get_board(board).link_for(cfg, sim.req_bytes, sim.max_reads).store_words
+        return cls(cfg, sim.divisor, sim.req_bytes, sim.max_reads, words)
+
     def key(self) -> str:
-        text = json.dumps([self.cfg.to_dict(), self.divisor, self.req_bytes, self.max_reads])
+        text = json.dumps([self.cfg.to_dict(), self.divisor, self.req_bytes, self.max_reads,
+                           self.store_words])
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def core(self):
@@ -58,7 +71,8 @@ class SimBoard:
         from .top import BoardCore
 
         return BoardCore(self.cfg, divisor=self.divisor,
-                         link=LinkParams(req_bytes=self.req_bytes, max_reads=self.max_reads))
+                         link=LinkParams(req_bytes=self.req_bytes, max_reads=self.max_reads,
+                                         store_words=self.store_words))
 
 
 @functools.lru_cache(maxsize=8)

@@ -100,7 +100,7 @@ def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None 
     board = get_board(board_name)
     dev = board.fpga
     cfg = cfg or board.default_array
-    link = link or board.link
+    link = link or board.link_for(cfg)   # with the weight store its memory has room for
     baud = board.default_baud if baud is None else baud
     divisor = board.divisor(baud)   # before any work: a rate the board cannot make is one line
     out_dir = Path(out_dir or default_dir(board.name)).resolve()
@@ -132,7 +132,7 @@ def build(board_name: str, out_dir: Path | None = None, cfg: ArrayConfig | None 
         "part": dev.part,
         "config": cfg.to_dict(),
         "link": {"baud": baud, "divisor": divisor, "req_bytes": link.req_bytes,
-                 "max_reads": link.max_reads},
+                 "max_reads": link.max_reads, "store_words": link.store_words},
         "synth": {"cells": cells, "utilisation": fpga.site_utilisation(dev, table),
                   "resources": table},
         "timings": timings,

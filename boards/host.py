@@ -18,10 +18,11 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from ..bus.contract import MAGIC, VERSION, Csr, DeviceError
+from ..bus.contract import MAGIC, VERSION, Csr, DeviceError, config0_fields
 from ..bus.os_regmap import OsCsr, OsRegMap
 from ..golden.config import ArrayConfig, safe_k
 from ..golden.dataflows import dataflow
@@ -29,7 +30,7 @@ from . import protocol as P
 from .protocol import DEFAULT_BAUD
 
 __all__ = ["DEFAULT_BAUD", "BoardDevice", "LinkInfo", "LinkStats", "config_from_words",
-           "open_serial"]
+           "open_serial", "store_ops"]
 
 
 @dataclass
@@ -51,6 +52,8 @@ class LinkStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     seconds: float = 0.0     # wall time inside transactions, retransmissions included
+    # The board backend's weight mode (boards/resident.ResidentPlan), when a backend runs.
+    resident: Any = None
 
     @property
     def link_seconds(self) -> float:
@@ -66,7 +69,8 @@ class LinkStats:
                 "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "link_seconds": round(self.link_seconds, 6),
                 "compute_seconds": round(self.compute_seconds, 6),
-                "transaction_seconds": round(self.seconds, 6)}
+                "transaction_seconds": round(self.seconds, 6),
+                **(self.resident.as_dict() if self.resident is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -79,26 +83,40 @@ class LinkInfo:
     version: int
     config0: int
     config1: int
+    store_words: int = 0     # the weight store's 32-bit words (0: the board has none)
 
     @property
     def payload_bytes(self) -> int:
         return self.req_bytes - P.HEADER_BYTES - P.CRC_BYTES
 
 
+def store_ops(addr: int, words: np.ndarray) -> np.ndarray:
+    """[n, 3] ops writing `words` into the store from `addr` on: OP_STORE, then OP_STORE_NEXT
+    rows carrying the address each lands at (protocol.OP_STORE_NEXT)."""
+    ops = np.empty((len(words), 3), dtype=np.int64)
+    ops[:, 0] = P.OP_STORE_NEXT
+    ops[:, 1] = addr + np.arange(len(words))
+    ops[:, 2] = np.asarray(words, dtype=np.int64) & 0xFFFFFFFF
+    if len(ops):
+        ops[0, 0] = P.OP_STORE
+    return ops
+
+
 def config_from_words(config0: int, config1: int) -> ArrayConfig:
     """The ArrayConfig a device's CONFIG0/CONFIG1 words describe (host-side fields defaulted)."""
-    act_bits, acc_bits = config0 >> 16 & 0xFF, config0 >> 24 & 0xFF
-    base = ArrayConfig()
-    return ArrayConfig(rows=config0 & 0xFF, cols=config0 >> 8 & 0xFF, act_bits=act_bits,
-                       acc_bits=acc_bits, act_depth=config1 & 0xFFFF,
-                       weight_tiles=config1 >> 16 & 0xFFFF,
-                       max_k=min(base.max_k, safe_k(act_bits, acc_bits)))
+    f = config0_fields(config0)
+    max_k = ArrayConfig().max_k
+    if f["acc_overflow"] == "safe":
+        max_k = min(max_k, safe_k(int(f["act_bits"]), int(f["acc_bits"])))
+    return ArrayConfig(**f, act_depth=config1 & 0xFFFF, weight_tiles=config1 >> 16 & 0xFFFF,
+                       max_k=max_k)
 
 
 def _describe(config0: int, config1: int) -> str:
-    return (f"{config0 & 0xFF}x{config0 >> 8 & 0xFF} array, act_bits={config0 >> 16 & 0xFF}, "
-            f"acc_bits={config0 >> 24 & 0xFF}, act_depth={config1 & 0xFFFF}, "
-            f"weight_tiles={config1 >> 16 & 0xFFFF}")
+    f = config0_fields(config0)
+    return (f"{f['rows']}x{f['cols']} array, act_bits={f['act_bits']}, "
+            f"acc_bits={f['acc_bits']}, acc_overflow={f['acc_overflow']}, "
+            f"act_depth={config1 & 0xFFFF}, weight_tiles={config1 >> 16 & 0xFFFF}")
 
 
 def open_serial(port: str, baud: int):
@@ -158,10 +176,10 @@ class BoardDevice:
     # --- identification ---------------------------------------------------------------------
 
     def _identify(self) -> LinkInfo:
-        words = self._transact(P.FrameType.IDENT, b"", nwords=5)
-        params, ident, version, c0, c1 = words
+        words = self._transact(P.FrameType.IDENT, b"", nwords=P.IDENT_WORDS)
+        params, ident, version, c0, c1, store = words
         info = LinkInfo(req_bytes=params >> 16, max_reads=params & 0xFFFF, ident=ident,
-                        version=version, config0=c0, config1=c1)
+                        version=version, config0=c0, config1=c1, store_words=store)
         if ident != MAGIC:
             raise DeviceError(f"the device on {self.port} reports ID {ident:#010x}, expected "
                               f"{MAGIC:#010x}: it is not a tritium accelerator")
@@ -213,10 +231,20 @@ class BoardDevice:
         ops = np.asarray(ops, dtype=np.int64).reshape(-1, 3)
         out: list[int] = []
         for start, end in P.split_ops(ops, self.link.payload_bytes, self.link.max_reads):
-            chunk = ops[start:end]
-            nreads = int(np.count_nonzero(chunk[:, 0] == P.OP_READ))
+            chunk = P.with_leading_store(ops[start:end])
+            nreads = int(P.op_reads(chunk).sum())
             out.extend(self._transact(P.FrameType.EXEC, P.encode_ops(chunk), nwords=nreads))
         return np.array(out, dtype=np.uint32)
+
+    def store(self, addr: int, words: np.ndarray) -> None:
+        """Write `words` into the board's weight store from word `addr` on: one OP_STORE, then
+        OP_STORE_NEXT (5 bytes a word on the wire; each frame starts with an OP_STORE)."""
+        words = np.asarray(words, dtype=np.int64).ravel()
+        if addr < 0 or addr + len(words) > self.link.store_words:
+            raise DeviceError(f"store words {addr}..{addr + len(words) - 1} do not fit the "
+                              f"{self.link.store_words}-word weight store of the board on "
+                              f"{self.port}")
+        self.execute(store_ops(addr, words))
 
     def close(self) -> None:
         if self._ser is not None:

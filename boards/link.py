@@ -9,6 +9,11 @@ malformed frame answers an error with nothing run.
 
 The response is built in a word buffer and kept there: a retransmitted EXEC (same seq and type
 as the last good frame) is answered from it without running anything again.
+
+With LinkParams.store_words > 0 the controller also owns a weight store (boards/store.py) and
+runs the link's store ops (PROTOCOL.md, "Resident weights"): it fills and reads the store, and
+copies a tile or activation rows from it onto the accelerator's bus one word a cycle, so a
+resident tile costs the link 10 bytes instead of a bus write per word.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..bus.ws_regmap import Csr
+from ..bus.contract import CTRL_START, Region
+from ..bus.ws_regmap import CTRL_ACCUMULATE, Csr, WsRegMap
 from ..golden.config import ArrayConfig
 from ..golden.dataflows import dataflow
 from ..hdl.top import bus_signature
@@ -38,8 +44,14 @@ class LinkParams:
 
     req_bytes: int = 1024
     max_reads: int = 256
+    # 32-bit words of the weight store (boards/store.py; 0: none). Boards take the size their
+    # memory has room for (store.store_budget), reported to the host in IDENT.
+    store_words: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.store_words < 1 << P.STORE_ADDR_BITS:
+            raise ValueError(f"LinkParams.store_words must be in 0..{(1 << P.STORE_ADDR_BITS) - 1}"
+                             f", got {self.store_words}")
         if not P.HEADER_BYTES + P.CRC_BYTES + 7 <= self.req_bytes <= 0xFFFF:
             raise ValueError(f"LinkParams.req_bytes must be in {P.HEADER_BYTES + P.CRC_BYTES + 7}"
                              f"..65535 (room for one write op), got {self.req_bytes}")
@@ -123,6 +135,30 @@ class SlipEncoder(wiring.Component):
         return m
 
 
+class _Copy:
+    """Registers of a copy from the store onto the bus (OP_RUN_TILE's weight tile, OP_LOAD_ACTS'
+    activation rows), and of OP_READ_BLOCK."""
+
+    def __init__(self, rm: WsRegMap, store_bits: int) -> None:
+        # The store word to fetch next; OP_READ_BLOCK's next bus address.
+        self.next = Signal(max(store_bits + 1, P.ADDR_BITS))
+        self.slot = Signal(7)
+        self.acc = Signal()
+        self.rows = Signal(8)        # OP_LOAD_ACTS: activation rows; OP_READ_BLOCK: words left
+        self.r = Signal(range(max(rm.cfg.rows, rm.cfg.act_depth, 2)))
+        self.j = Signal(range(max(rm.weight_words, rm.act_words, 2)))
+
+
+def _store_fields(op, operand, store_bits: int):
+    """Store address (its low store_bits), whether its high bits are set (then it is outside
+    the store), data word and run flags of a store op's operand bytes."""
+    saddr = Mux(op == P.OP_STORE, operand[32:56],
+                Mux((op == P.OP_RUN_TILE) | (op == P.OP_LOAD_ACTS), operand[8:32],
+                    operand[0:24]))
+    high = saddr[store_bits:].any() if store_bits < P.STORE_ADDR_BITS else Const(0, 1)
+    return saddr[:store_bits], high, operand[0:32], operand[0:8]
+
+
 class LinkController(wiring.Component):
     """Receives SLIP frames from `rx`, runs them on `bus`, answers on `tx` (boards/PROTOCOL.md).
 
@@ -150,11 +186,149 @@ class LinkController(wiring.Component):
             "frames": Out(1),
         })
 
+    def _store_op(self, m, store, rm, tile_words, op, operand, live, count, sptr, sptr_ok,
+                  copy, answer) -> None:
+        """DO for a store op: the dry pass checks it against the store (PROTOCOL.md), the live
+        pass writes or reads the store, or starts OP_RUN_TILE's copy."""
+        words = self.params.store_words
+        saddr, high, word, flags = _store_fields(op, operand, len(sptr))
+        slot = flags[:7]
+        bad = Signal()
+        with m.Switch(op):
+            with m.Case(P.OP_STORE, P.OP_STORE_READ):
+                m.d.comb += bad.eq(high | (saddr >= words))
+            with m.Case(P.OP_STORE_NEXT):
+                m.d.comb += bad.eq(~sptr_ok | (sptr + 1 >= words))
+            with m.Case(P.OP_RUN_TILE):
+                m.d.comb += bad.eq(high | (saddr + tile_words > words)
+                                   | (slot >= rm.cfg.weight_tiles))
+            with m.Case(P.OP_LOAD_ACTS):
+                rows = flags
+                m.d.comb += bad.eq(high | (rows == 0) | (rows > rm.cfg.act_depth)
+                                   | (saddr + rows * rm.act_words > words))
+            with m.Default():
+                m.d.comb += bad.eq(1)
+        with m.If(bad):
+            m.d.sync += answer(P.Status.BAD_OPS)
+            m.next = "SEND"
+        with m.Else():
+            m.next = "FETCH"
+            with m.Switch(op):
+                with m.Case(P.OP_STORE):
+                    m.d.sync += [sptr.eq(saddr), sptr_ok.eq(1)]
+                    with m.If(live):
+                        m.d.comb += [store.addr.eq(saddr), store.wdata.eq(word),
+                                     store.we.eq(1)]
+                with m.Case(P.OP_STORE_NEXT):
+                    m.d.sync += sptr.eq(sptr + 1)
+                    with m.If(live):
+                        m.d.comb += [store.addr.eq(sptr + 1), store.wdata.eq(word),
+                                     store.we.eq(1)]
+                with m.Case(P.OP_STORE_READ):
+                    with m.If(live):
+                        m.d.comb += store.addr.eq(saddr)
+                        m.next = "STORE_RDATA"
+                    with m.Else():
+                        count(1)
+                with m.Case(P.OP_RUN_TILE), m.If(live):
+                    m.d.comb += store.addr.eq(saddr)
+                    m.d.sync += [copy.next.eq(saddr + 1), copy.slot.eq(slot),
+                                 copy.acc.eq(flags[7]), copy.r.eq(0), copy.j.eq(0)]
+                    m.next = "COPY"
+                with m.Case(P.OP_LOAD_ACTS), m.If(live):
+                    m.d.comb += store.addr.eq(saddr)
+                    m.d.sync += [copy.next.eq(saddr + 1), copy.rows.eq(flags),
+                                 copy.r.eq(0), copy.j.eq(0)]
+                    m.next = "COPY_ACTS"
+
+    def _read_block_op(self, m, operand, live, count, copy, answer) -> None:
+        """DO for OP_READ_BLOCK: the dry pass counts its words, the live pass reads them."""
+        baddr, n = operand[8:24], operand[0:8]
+        with m.If((n == 0) | (baddr + n > 1 << P.ADDR_BITS)):
+            m.d.sync += answer(P.Status.BAD_OPS)
+            m.next = "SEND"
+        with m.Elif(~live):
+            count(n)
+            m.next = "FETCH"
+        with m.Else():
+            m.d.sync += [copy.next.eq(baddr), copy.rows.eq(n)]
+            m.next = "BLK_RD"
+
+    def _read_block_states(self, m, resp_wr, reads, copy) -> None:
+        bus = self.bus
+        with m.State("BLK_RD"):
+            m.d.comb += [bus.addr.eq(copy.next), bus.re.eq(1)]
+            m.next = "BLK_DATA"
+        with m.State("BLK_DATA"):
+            m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(bus.rdata),
+                         resp_wr.en.eq(1)]
+            m.d.sync += [reads.eq(reads + 1), copy.next.eq(copy.next + 1),
+                         copy.rows.eq(copy.rows - 1)]
+            m.next = "BLK_RD"
+            with m.If(copy.rows == 1):
+                m.next = "FETCH"
+
+    def _run_tile_states(self, m, store, rm, copy, resp_wr, reads) -> None:
+        """OP_RUN_TILE after its DO: one store word per cycle into the weight slot (the store
+        answers the address of the cycle before), then W_TILE, CTRL start, wait for idle."""
+        bus = self.bus
+        with m.State("STORE_RDATA"):
+            m.d.comb += [resp_wr.addr.eq(reads), resp_wr.data.eq(store.rdata),
+                         resp_wr.en.eq(1)]
+            m.d.sync += reads.eq(reads + 1)
+            m.next = "FETCH"
+        with m.State("COPY"):
+            entry = (copy.slot << rm.row_bits) | copy.r
+            offset = (entry << rm.weight_word_bits) | copy.j
+            m.d.comb += [bus.addr.eq(offset | int(Region.WEIGHT) << rm.region_bits),
+                         bus.wdata.eq(store.rdata), bus.we.eq(1),
+                         store.addr.eq(copy.next)]
+            m.d.sync += copy.next.eq(copy.next + 1)
+            last_j = copy.j == rm.weight_words - 1
+            with m.If(last_j):
+                m.d.sync += [copy.j.eq(0), copy.r.eq(copy.r + 1)]
+                with m.If(copy.r == rm.cfg.rows - 1):
+                    m.next = "RUN_SLOT"
+            with m.Else():
+                m.d.sync += copy.j.eq(copy.j + 1)
+        with m.State("COPY_ACTS"):
+            offset = (copy.r << rm.act_word_bits) | copy.j
+            m.d.comb += [bus.addr.eq(offset | int(Region.ACT) << rm.region_bits),
+                         bus.wdata.eq(store.rdata), bus.we.eq(1),
+                         store.addr.eq(copy.next)]
+            m.d.sync += copy.next.eq(copy.next + 1)
+            with m.If(copy.j == rm.act_words - 1):
+                m.d.sync += [copy.j.eq(0), copy.r.eq(copy.r + 1)]
+                with m.If(copy.r + 1 == copy.rows):
+                    m.next = "FETCH"
+            with m.Else():
+                m.d.sync += copy.j.eq(copy.j + 1)
+        with m.State("RUN_SLOT"):
+            m.d.comb += [bus.addr.eq(rm.csr(Csr.W_TILE)), bus.wdata.eq(copy.slot),
+                         bus.we.eq(1)]
+            m.next = "RUN_GO"
+        with m.State("RUN_GO"):
+            m.d.comb += [bus.addr.eq(rm.csr(Csr.CTRL)),
+                         bus.wdata.eq(CTRL_START | Mux(copy.acc, CTRL_ACCUMULATE, 0)),
+                         bus.we.eq(1)]
+            m.next = "RUN_HOLD"
+        with m.State("RUN_HOLD"):     # the start shows in `busy` from the next cycle on
+            m.next = "RUN_WAIT"
+        with m.State("RUN_WAIT"), m.If(~self.acc_busy):
+            m.next = "FETCH"
+
     def elaborate(self, platform) -> Module:
         m = Module()
         prm = self.params
         bus = self.bus
-        resp_depth = max(prm.max_reads, 5)   # IDENT answers 5 words
+        resp_depth = max(prm.max_reads, P.IDENT_WORDS)
+        rm = self.map
+        has_store = prm.store_words > 0
+        if has_store:
+            from .store import WeightStore
+
+            m.submodules.store = store = WeightStore(prm.store_words)
+        tile_words = P.tile_words(rm)
 
         req_mem = Memory(shape=unsigned(8), depth=prm.req_bytes, init=[])
         resp_mem = Memory(shape=unsigned(32), depth=resp_depth, init=[])
@@ -227,11 +401,27 @@ class LinkController(wiring.Component):
         end = Signal(range(prm.req_bytes + 1))
         op = Signal(8)
         need = Signal(3)            # operand bytes still to fetch for `op`
-        operand = Signal(48)        # write: addr:16 word:32; read: addr:16 in the low bits
+        operand = Signal(56)        # the op's operand bytes, the last one in the low bits
         live = Signal()
-        reads = Signal(range(prm.req_bytes + 1))
+        # Answer words so far. The dry pass stops counting at the buffer's size and sets `over`
+        # (a block read asks for up to 255 words in 4 bytes).
+        reads = Signal(range(resp_depth + 1))
+        over = Signal()
+
+        def count(n) -> None:
+            with m.If(reads + n > prm.max_reads):
+                m.d.sync += over.eq(1)
+            with m.Else():
+                m.d.sync += reads.eq(reads + n)
         m.d.comb += req_rd.addr.eq(ptr)
         addr = Mux(op == P.OP_WRITE, operand[32:48], operand[0:16])
+        # The store pointer: the last word an OP_STORE / OP_STORE_NEXT of this frame wrote.
+        # Store addresses are compared and counted in the store's own width (the link carries
+        # 24 bits; higher ones set make an address outside the store).
+        store_bits = max(1, prm.store_words.bit_length())
+        sptr = Signal(store_bits)
+        sptr_ok = Signal()
+        copy = _Copy(rm, store_bits)
 
         # --- transmit -------------------------------------------------------------------------
         m.submodules.slip = slip = SlipEncoder()
@@ -268,7 +458,8 @@ class LinkController(wiring.Component):
                         m.next = "SEND"          # a retransmission: answer, run nothing
                     with m.Else():
                         m.d.sync += [ptr.eq(P.HEADER_BYTES), end.eq(frame_len - P.CRC_BYTES),
-                                     need.eq(0), live.eq(0), reads.eq(0), cached.eq(0)]
+                                     need.eq(0), live.eq(0), reads.eq(0), cached.eq(0),
+                                     sptr_ok.eq(0), over.eq(0)]
                         m.next = "FETCH"
                 with m.Else():
                     m.d.sync += answer(P.Status.BAD_TYPE)
@@ -283,10 +474,15 @@ class LinkController(wiring.Component):
                              resp_wr.en.eq(1)]
                 m.d.sync += reads.eq(reads + 1)
                 with m.If(reads == 4):
-                    m.d.sync += answer(P.Status.OK, 5)
-                    m.next = "SEND"
+                    m.next = "ID_STORE"
                 with m.Else():
                     m.next = "ID_READ"
+
+            with m.State("ID_STORE"):
+                m.d.comb += [resp_wr.addr.eq(5), resp_wr.data.eq(prm.store_words),
+                             resp_wr.en.eq(1)]
+                m.d.sync += answer(P.Status.OK, P.IDENT_WORDS)
+                m.next = "SEND"
 
             # EXEC: FETCH presents req_mem[ptr] to BYTE one cycle later.
             with m.State("FETCH"):
@@ -297,11 +493,12 @@ class LinkController(wiring.Component):
                     with m.Elif(live):
                         m.d.sync += answer(P.Status.OK, reads)
                         m.next = "SEND"
-                    with m.Elif(reads > prm.max_reads):
+                    with m.Elif(over):
                         m.d.sync += answer(P.Status.TOO_MANY_READS)
                         m.next = "SEND"
                     with m.Else():
-                        m.d.sync += [live.eq(1), ptr.eq(P.HEADER_BYTES), reads.eq(0)]
+                        m.d.sync += [live.eq(1), ptr.eq(P.HEADER_BYTES), reads.eq(0),
+                                     sptr_ok.eq(0)]
                 with m.Else():
                     m.next = "BYTE"
             with m.State("BYTE"):
@@ -318,18 +515,32 @@ class LinkController(wiring.Component):
                             m.next = "FETCH"
                         with m.Case(P.OP_WAIT):
                             m.next = "DO"
+                        for code in P.LINK_OPS.values():
+                            with m.Case(code):
+                                m.d.sync += need.eq(P.OP_BYTES[code] - 1)
+                                m.next = "FETCH"
                         with m.Default():
                             m.d.sync += answer(P.Status.BAD_OPS)
                             m.next = "SEND"
                 with m.Else():
-                    m.d.sync += [operand.eq((operand << 8)[:48] | b), need.eq(need - 1)]
+                    m.d.sync += [operand.eq((operand << 8)[: len(operand)] | b),
+                                 need.eq(need - 1)]
                     m.next = "FETCH"
                     with m.If(need == 1):
                         m.next = "DO"
             with m.State("DO"):
-                with m.If(~live):
+                with m.If(op == P.OP_READ_BLOCK):
+                    self._read_block_op(m, operand, live, count, copy, answer)
+                with m.Elif(op >= P.OP_STORE):
+                    if has_store:
+                        self._store_op(m, store, rm, tile_words, op, operand, live, count,
+                                       sptr, sptr_ok, copy, answer)
+                    else:       # no store on this board: every store op is refused
+                        m.d.sync += answer(P.Status.BAD_OPS)
+                        m.next = "SEND"
+                with m.Elif(~live):
                     with m.If(op == P.OP_READ):
-                        m.d.sync += reads.eq(reads + 1)
+                        count(1)
                     m.next = "FETCH"
                 with m.Elif(op == P.OP_WRITE):
                     m.d.comb += [bus.addr.eq(addr), bus.wdata.eq(operand[0:32]), bus.we.eq(1)]
@@ -344,6 +555,9 @@ class LinkController(wiring.Component):
                              resp_wr.en.eq(1)]
                 m.d.sync += reads.eq(reads + 1)
                 m.next = "FETCH"
+            self._read_block_states(m, resp_wr, reads, copy)
+            if has_store:
+                self._run_tile_states(m, store, rm, copy, resp_wr, reads)
 
             # Answer: END, header, words, CRC, END through the SLIP encoder.
             with m.State("SEND"):

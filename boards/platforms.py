@@ -15,6 +15,10 @@ counters), with acc_bits=22 and act_depth=64 (BENCHMARKS.md, "Board defaults"):
                           29x29 (the old default, 95 % of Yosys' LUTs) failed placement:
                           packing needs 87921 TRELLIS_COMB (105 %)
 
+With the weight store every top now carries (boards/store.py, sized by Board.link_for), the
+iCEBreaker's 4x6 takes 5190 LCs (98.3 %) at 16.4 MHz; the ULX3S's 20x20 44908 TRELLIS_COMB
+(53.7 %) and 169 DP16KD at 39.5 MHz (BENCHMARKS.md, "Resident weights").
+
 Each column costs more than a row (its output bank's accumulate adder and read mux), which is
 why 4x8 and 8x4 differ.
 
@@ -75,6 +79,25 @@ class Board:
             raise BoardError(f"{baud:,} baud is {error:.1%} off on the {self.name} "
                              f"({self.clock_hz / 1e6:g} MHz / {divisor}): {possible}")
         return divisor
+
+    def store_budget(self, cfg: ArrayConfig | None = None, req_bytes: int | None = None,
+                     max_reads: int | None = None):
+        """The weight store this board has room for next to `cfg` (default: its default array)
+        and link buffers of these sizes (default: its own): boards.store.store_budget."""
+        from .store import store_budget
+
+        return store_budget(self.device, cfg or self.default_array,
+                            self.link.req_bytes if req_bytes is None else req_bytes,
+                            self.link.max_reads if max_reads is None else max_reads)
+
+    def link_for(self, cfg: ArrayConfig | None = None, req_bytes: int | None = None,
+                 max_reads: int | None = None) -> LinkParams:
+        """The link this board's top is built with for `cfg`: its buffers and the weight store
+        its memory has room for."""
+        budget = self.store_budget(cfg, req_bytes, max_reads)
+        return LinkParams(req_bytes=self.link.req_bytes if req_bytes is None else req_bytes,
+                          max_reads=self.link.max_reads if max_reads is None else max_reads,
+                          store_words=budget.words)
 
     def platform(self):
         """A fresh amaranth-boards platform object (they carry per-build state)."""

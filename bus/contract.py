@@ -33,6 +33,12 @@ COUNTER_BITS = 64
 ACC_OVERFLOW_CODES = {mode: code for code, mode in enumerate(ACC_OVERFLOW)}
 
 
+def config0_fields(word: int) -> dict[str, int | str]:
+    """The ArrayConfig fields a CONFIG0 word carries (RegMapBase.config0 writes it)."""
+    return {"rows": word & 0xFF, "cols": word >> 8 & 0xFF, "act_bits": word >> 16 & 0xFF,
+            "acc_bits": word >> 24 & 0x3F, "acc_overflow": ACC_OVERFLOW[word >> 30 & 0x3]}
+
+
 class Region(IntEnum):
     CSR = 0
     WEIGHT = 1      # "ws": weight buffer; "os": the simulated DRAM

@@ -74,3 +74,17 @@ def test_verilated_top_carries_its_overflow_mode(dataflow: str) -> None:
         driver_for(dev, cfg).identify()
         with pytest.raises(DeviceError, match=r"acc_overflow='saturate' \(host: 'wrap'\)"):
             driver_for(dev, replace(cfg, acc_overflow="wrap")).identify()
+
+
+@pytest.mark.parametrize("mode", ACC_OVERFLOW)
+def test_board_reads_its_config_back_from_the_identity_words(mode: str) -> None:
+    """A board opened with no array takes its ArrayConfig from IDENT's CONFIG words."""
+    from tritium.boards.host import config_from_words
+
+    extra = {} if mode == "safe" else {"acc_bits": 12, "acc_overflow": mode}
+    cfg = ArrayConfig(rows=3, cols=5, act_depth=40, weight_tiles=3, **extra)
+    c0, c1 = WsRegMap(cfg).config_words()[:2]
+    back = config_from_words(c0, c1)
+    for field in ("rows", "cols", "act_bits", "acc_bits", "acc_overflow", "act_depth",
+                  "weight_tiles"):
+        assert getattr(back, field) == getattr(cfg, field), field

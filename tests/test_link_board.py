@@ -118,7 +118,7 @@ def test_rtl_answers_like_the_protocol_model(board) -> None:
         P.slip_encode(exec_frame(1, rw)),
         P.slip_encode(exec_frame(1, [(P.OP_WRITE, mc, 7)])),          # replay of seq 1
         P.slip_encode(exec_frame(2, [(P.OP_WRITE, mc, 3), (P.OP_READ, mc, 0)])),
-        P.slip_encode(P.request(P.FrameType.IDENT, 3, version=2)),     # wrong version
+        P.slip_encode(P.request(P.FrameType.IDENT, 3, version=P.PROTOCOL_VERSION + 1)),
         P.slip_encode(P.request(0x42, 4)),                             # unknown type
         P.slip_encode(P.request(P.FrameType.EXEC, 5, bytes([P.OP_READ, 0]))),  # cut short
         P.slip_encode(P.request(P.FrameType.EXEC, 6, bytes([P.OP_WRITE, 0, 5, 0, 0, 0, 9, 0x66]))),

@@ -100,7 +100,7 @@ def test_link_model_answers_and_replays_without_rerunning() -> None:
     regs = Regs()
     model = P.LinkModel(regs.execute, (1, 2, 3, 4), req_bytes=64, max_reads=4)
     ident = P.parse_response(model.handle(P.request(P.FrameType.IDENT, 9)))
-    assert ident.words == (P.ident_params(64, 4), 1, 2, 3, 4) and ident.seq == 9
+    assert ident.words == (P.ident_params(64, 4), 1, 2, 3, 4, 0) and ident.seq == 9
     req = exec_frame(10, [(P.OP_WRITE, 5, 77), (P.OP_READ, 5, 0)])
     first = model.handle(req)
     assert P.parse_response(first).words == (77,)

@@ -262,7 +262,16 @@ def link_line(k: dict[str, Any]) -> str:
             f"{k['bytes_sent'] + k['bytes_received']:,} bytes; link {k['link_seconds']:.3f} s, "
             f"compute {k['compute_seconds']:.3f} s\n"
             f"retries {k['retries']:,} ({k['timeouts']:,} timeouts, {k['bad_frames']:,} bad "
-            f"answers, {k['stale']:,} stale answers)")
+            f"answers, {k['stale']:,} stale answers)" + _weights_line(k))
+
+
+def _weights_line(k: dict[str, Any]) -> str:
+    """Where the board's weights were (boards/resident.py): loaded once, or streamed, and why."""
+    if "mode" not in k:
+        return ""
+    load = (f"; loaded once: {k['load_bytes']:,} bytes, {k['load_seconds']:.3f} s"
+            if k["mode"] == "resident" else "")
+    return f"\nweights {k['mode']}: {k['mode_reason']}{load}"
 
 
 # --- ONNX graphs ---------------------------------------------------------------------------
