@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -546,7 +546,7 @@ def cached_calibration(force: bool = False, path: Path | None = None) -> HostPar
                     return _params(stored["params"], source=f"calibrated (cached in {path})")
             except (OSError, ValueError, KeyError, TypeError, AttributeError, InputError):
                 pass    # a damaged cache is measured again and rewritten
-        params = calibrate_host_subprocess()
+        params = replace(calibrate_host_subprocess(), threads=default_threads())
         # a read-only build folder only costs the next run a calibration
         with contextlib.suppress(OSError):
             atomic_write(path, json.dumps({"version": CALIBRATION_VERSION, "key": key,
