@@ -155,17 +155,17 @@ class Cases:
             wall_model = wall = None
             if threads == "one":
                 with _env(TRITIUM_THREADS="1"):
-                    meas = cpu_time(fn, 5, 3.0) / per
+                    meas = cpu_time(fn, 8, 3.0) / per
                 model = cost.cpu_seconds(replace(p, threads=1))
             elif threads == "all":
                 # CPU time over all threads against the model's CPU time; the wall time
                 # (inflated by whatever else runs) beside the model's wall time
-                meas = cpu_time(fn, 5, 3.0, time.process_time) / per
+                meas = cpu_time(fn, 8, 3.0, time.process_time) / per
                 model = cost.cpu_seconds(p)
-                wall = cpu_time(fn, 5, 3.0, time.perf_counter) / per
+                wall = cpu_time(fn, 8, 3.0, time.perf_counter) / per
                 wall_model = cost.seconds(p)
             else:
-                meas = cpu_time(fn, 30, 2.0) / per
+                meas = cpu_time(fn, 60, 2.0) / per
                 model = cost.cpu_seconds(p)
             r = {"op": label, "model_ms": model * 1e3, "measured_ms": meas * 1e3,
                  "ratio": model / meas}

@@ -345,7 +345,7 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def per_element(make: Callable[[int], Callable[[], Any]], n0: int, n1: int, calls: int = 40,
-                samples: int = 15) -> tuple[float, float]:
+                samples: int = 25) -> tuple[float, float]:
     """(fixed us per call, ns per element) of a function, from its least CPU time per call at
     n0 and at n1 elements (both cache-resident; samples of the two sizes take turns)."""
     fns = (make(n0), make(n1))
@@ -489,7 +489,7 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
     q4 = rng.standard_normal((4, 1, 16), np.float32)
     k4 = rng.standard_normal((1, 8, 16), np.float32)[:, :4]
     fixed["attention"] = cpu_time(lambda: [attention(q4, k4, k4, 3, 0.25) for _ in range(40)],
-                                  7, 0.5) / 40 * 1e6
+                                  25, 0.5) / 40 * 1e6
     small = ("embedding", "rms_norm", "rope", "quantize", "dequantize", "attention")
     dispatch = sum(fixed[f] for f in small) / sum(CALLS[f] for f in small) * 1e-6
     t_head -= rows // LM_HEAD_BLOCK_ROWS * CALLS["lm_head_block"] * dispatch
