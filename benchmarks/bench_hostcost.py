@@ -3,11 +3,13 @@ op, on random tensors of 2B-4T's real shapes (no checkpoint needed).
 
 Each op is timed by calling the host/ops.py (and golden.quant) functions host/model.py calls
 for one decode token of one layer (the embedding row and the LM head: the whole op), as the
-least CPU time of repeated runs, the statistic calibrate_host() uses. Rounds interleave a fresh
+least CPU time of repeated runs, the statistic calibrate_host() uses; then the whole host
+share of a decode token in BitNetModel.generate on the golden backend (a 2B-4T-shaped random
+checkpoint with fewer layers), process CPU time minus the backend's. Rounds interleave a fresh
 calibration with the measurements, so each round's model and measurement see the same machine
 state; every round is reported. Target: model / measured within 25 % for every op.
 
-    nice -n 10 python benchmarks/bench_hostcost.py [--rounds 3] [--json FILE]
+    nice -n 10 python benchmarks/bench_hostcost.py [--rounds 3] [--token-layers 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from tritium.golden.files import build_root  # noqa: E402
 from tritium.golden.models import ModelShape  # noqa: E402
 from tritium.golden.quant import dequantize, quantize_activations  # noqa: E402
-from tritium.host import ops  # noqa: E402
+from tritium.host import BitNetModel, ops  # noqa: E402
 from tritium.host.arch import resolve_model  # noqa: E402
 from tritium.host.hostcost import (  # noqa: E402
     Bf16Rows,
@@ -48,6 +51,7 @@ from tritium.host.hostcost import (  # noqa: E402
     random_bf16,
 )
 from tritium.host.safetensors import bf16_to_float32  # noqa: E402
+from tritium.host.synthetic import write_random_checkpoint  # noqa: E402
 
 CONTEXTS = (128, 512, 2048)
 PREFILL = 128
@@ -74,6 +78,7 @@ class Cases:
 
     def __init__(self, m: ModelShape) -> None:
         self.m = m
+        self.token_fn: Callable[[int], float] | None = None
         rng = np.random.default_rng(1)
         h, v, d = m.hidden_size, m.vocab_size, m.head_dim
         nh, nkv = m.num_attention_heads, m.num_key_value_heads
@@ -145,6 +150,53 @@ class Cases:
         self.add(f"lm_head (bf16, {ops.threads()} threads)", self.head_op, lambda: head(x), 1,
                  "all")
 
+    def token(self, layers: int, prompt: int = 128, new: int = 4) -> None:
+        """The whole host share of a decode token in the runtime itself: BitNetModel.generate
+        on the golden backend with a random checkpoint of 2B-4T's shape (`layers` layers, the
+        full vocabulary), as process CPU time minus the backend's matmuls' (all threads)."""
+        folder = build_root() / "bench_hostcost" / f"2b4t-{layers}-layers"
+        if not (folder / "config.json").is_file():
+            m = self.m
+            write_random_checkpoint(folder, hidden=m.hidden_size, layers=layers,
+                                    intermediate=m.intermediate_size,
+                                    heads=m.num_attention_heads, kv_heads=m.num_key_value_heads,
+                                    vocab=m.vocab_size, tied=True, packed=True)
+        model = BitNetModel.from_pretrained(folder, backend="golden")
+        backend_cpu = [0.0]
+        matmul = model.backend.matmul
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return matmul(*a, **k)
+            finally:
+                backend_cpu[0] += time.process_time() - t0
+
+        model.backend.matmul = timed  # type: ignore[method-assign]
+        ids = list(range(1, prompt + 1))
+
+        def host_cpu(n: int) -> float:
+            backend_cpu[0] = 0.0
+            t0 = time.process_time()
+            model.generate(ids, n, stop_at_eos=False)
+            return time.process_time() - t0 - backend_cpu[0]
+
+        self.token_shape = replace(self.m, num_hidden_layers=layers)
+        self.token_fn = host_cpu
+        self.token_args = (prompt, new)
+
+    def token_row(self, p: HostParams, repeat: int = 3) -> dict[str, Any]:
+        prompt, new = self.token_args
+        one = min(self.token_fn(1) for _ in range(repeat))
+        more = min(self.token_fn(1 + new) for _ in range(repeat))
+        meas = (more - one) / new
+        # decode tokens at contexts prompt + 1 .. prompt + new, every host op but the link
+        model = sum(o.cpu_seconds(p) for L in range(prompt + 1, prompt + new + 1)
+                    for o in op_costs(self.token_shape, L) if o.on == "host") / new
+        return {"op": f"decode token, host share ({self.token_shape.num_hidden_layers} "
+                      "layers, golden)", "model_ms": model * 1e3, "measured_ms": meas * 1e3,
+                "ratio": model / meas}
+
     def add(self, label: str, cost: OpCost, fn: Callable[[], Any], per: int = 1,
             threads: str = "") -> None:
         self.cases.append((label, cost, fn, per, threads))
@@ -173,15 +225,22 @@ class Cases:
                 r |= {"model_wall_ms": wall_model * 1e3, "measured_wall_ms": wall * 1e3,
                       "wall_ratio": wall_model / wall}
             out.append(r)
+        if self.token_fn is not None:
+            out.append(self.token_row(p))
         return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--token-layers", type=int, default=2, metavar="N",
+                    help="layers of the checkpoint for the whole-token row (0: no such row; "
+                         "written once under $TRITIUM_BUILD/bench_hostcost, about a minute)")
     ap.add_argument("--json", default=None, metavar="FILE")
     args = ap.parse_args(argv)
     cases = Cases(resolve_model("bitnet-b1.58-2B-4T"))
+    if args.token_layers:
+        cases.token(args.token_layers)
     rounds = []
     for i in range(args.rounds):
         load0 = os.getloadavg()[0]

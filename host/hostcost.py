@@ -1,8 +1,9 @@
 """The host's share of a token: what the CPU runs between and around the accelerator's matmuls.
 
 Per op (embedding row, RMSNorms, RoPE, attention over a KV cache of length L, activation
-quantisation and dequantisation, the LM head in its stored bf16 precision, and the int8/int32
-transfers of every matmul over the host link) the model follows what host/ops.py does:
+quantisation and dequantisation, the residual adds and gated activation, the LM head in its
+stored bf16 precision with the argmax, and the int8/int32 transfers of every matmul over the
+host link) the model follows what host/ops.py and host/model.py do:
 
     cpu seconds = max(streamed bytes / bandwidth, BLAS flops / compute)
                   + sum over the host functions called of calls x (fixed + elements x per-element)
@@ -38,6 +39,7 @@ import contextlib
 import fcntl
 import json
 import math
+import mmap
 import os
 import platform
 import subprocess
@@ -71,13 +73,14 @@ CALLS: dict[str, int] = {
     "dequantize": 7,       # asarray, int32 range check (min, max), astype, divide, mul, astype
     "lm_head_block": 3,    # slice, widen into the reused buffer, einsum
     "attention_mask": 3,   # prefill only: arange, compare, where
+    "elementwise": 1,      # one ufunc: a residual add, a step of the gated activation, argmax
     "stream_start": 1,     # per KV head, K or V: the BLAS call that streams it from DRAM
 }
 # float32 passes over each element (attention: each score), counted from the same code: the
 # fallback per-element cost when calibration did not measure the function
 PASSES: dict[str, int] = {
     "embedding": 2, "rms_norm": 4, "rope": 5, "attention": 6, "quantize": 8, "dequantize": 5,
-    "lm_head_block": 0, "attention_mask": 1, "stream_start": 0,
+    "lm_head_block": 0, "attention_mask": 1, "stream_start": 0, "elementwise": 1,
 }
 LM_HEAD_BLOCK_ROWS = 1024  # host/ops.py LMHead's default
 # BitLinears that share one quantised input (host/model.py quantises it once)
@@ -212,6 +215,12 @@ def quant_widths(model: ModelShape) -> list[int]:
     return out
 
 
+def activation_calls(model: ModelShape) -> int:
+    """Full-width ufunc calls of the gated activation: relu2(g) * u is maximum, square and
+    multiply (BitNet); silu(g) * u is negative, exp, add, divide and multiply (ops.silu)."""
+    return 3 if model.model_type in ("bitnet", "") else 5
+
+
 def op_costs(model: ModelShape, context: int, tokens: int = 1) -> list[OpCost]:
     """Every host op of `tokens` new tokens whose last one sees `context` keys (prefill:
     tokens = context = prompt length; decode: tokens = 1), all layers."""
@@ -220,6 +229,7 @@ def op_costs(model: ModelShape, context: int, tokens: int = 1) -> list[OpCost]:
     if not 1 <= tokens <= context:
         raise InputError(f"tokens must be in 1..context={context}, got {tokens!r}")
     n, h, v = model.num_hidden_layers, model.hidden_size, model.vocab_size
+    i = model.intermediate_size
     nh, nkv, d = model.num_attention_heads, model.num_key_value_heads, model.head_dim
     t, s = tokens, context
     norms = norm_widths(model)
@@ -253,6 +263,12 @@ def op_costs(model: ModelShape, context: int, tokens: int = 1) -> list[OpCost]:
                         + sum((INT32 + F32) * mm.n for mm in mms)), 0,
                tuple(("quantize", n, k * t) for k in quant_widths(model))
                + tuple(("dequantize", n, mm.n * t) for mm in mms)),
+        # the rest of the block (two residual adds, the gated activation) and the argmax over
+        # the logits (generate)
+        OpCost("elementwise",
+               n * t * F32 * (2 * 3 * h + activation_calls(model) * 2 * i) + F32 * v, 0,
+               (("elementwise", 2 * n, h * t), ("elementwise", activation_calls(model) * n, i * t),
+                ("elementwise", 1, v))),
         # the head runs on the last token only (generate): its bf16 weights streamed once,
         # widened block by block into a cache-resident float32 buffer, the logits written
         OpCost("lm_head", v * h * BF16 + h * F32 + v * F32, 2 * v * h,
@@ -324,10 +340,15 @@ class Bf16Rows:
 
 def random_bf16(rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
     """bf16 bit patterns of normal values (no denormals or NaNs to slow the arithmetic), a
-    1024-row random block tiled: every row its own memory, generated quickly."""
+    1024-row random block repeated, every row its own memory; in 4 kB pages, as a checkpoint
+    mapped from its file is (NumPy would ask for huge pages, which let the prefetchers run
+    across page boundaries and stream a quarter faster than the runtime reads its head)."""
     block = (rng.standard_normal((min(rows, 1024), cols), np.float32).view(np.uint32) >> 16
              ).astype(np.uint16)
-    return np.resize(block, (rows, cols))
+    out = np.frombuffer(mmap.mmap(-1, rows * cols * BF16), np.uint16).reshape(rows, cols)
+    for r in range(0, rows, len(block)):
+        out[r:r + len(block)] = block[: rows - r]
+    return out
 
 
 @contextlib.contextmanager
@@ -471,6 +492,10 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
         return lambda: np.where(np.arange(t)[None, :] > np.arange(t)[:, None],
                                 np.float32(-np.inf), sc)
 
+    def add_at(m: int) -> Callable[[], Any]:
+        xa, xb = vec(m), vec(m)
+        return lambda: xa + xb
+
     def embed_at(m: int) -> Callable[[], Any]:
         table, row = random_bf16(64, m, rng), np.array([5])
         return lambda: bf16_to_float32(table[row])
@@ -483,6 +508,7 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
                             ("rope", rope_at, 4 * d, 32 * d),
                             ("quantize", quant_at, 512, 8192),
                             ("dequantize", dequant_at, 512, 8192),
+                            ("elementwise", add_at, 512, 8192),
                             ("attention", scores_at, nkv * g * 64, nkv * g * 1024),
                             ("attention_mask", mask_at, nkv * g * 16 ** 2, nkv * g * 32 ** 2)):
         fixed[f], elem[f] = per_element(make, n0, n1)

@@ -80,6 +80,11 @@ def test_decode_bytes_and_flops_by_hand() -> None:
          ("dequantize", 2, 8), ("dequantize", 2, 4), ("dequantize", 2, 4),
          ("dequantize", 2, 8), ("dequantize", 2, 12), ("dequantize", 2, 12),
          ("dequantize", 2, 8)])
+    # the rest of each block: two residual adds over 8 (read two, write one) and relu2(g) * u
+    # over 12 (maximum, square, multiply: about a read and a write each); argmax over 16
+    assert ops["elementwise"].bytes == 2 * 4 * (2 * 3 * 8 + 3 * 2 * 12) + 4 * 16
+    assert ops["elementwise"].invocations == (
+        ("elementwise", 2 * 2, 8), ("elementwise", 3 * 2, 12), ("elementwise", 1, 16))
     # LM head: 16 x 8 bf16 weights streamed, the hidden state read, 16 logits written; the
     # widened float32 block stays in cache
     assert ops["lm_head"].stream_bytes == 16 * 8 * 2
