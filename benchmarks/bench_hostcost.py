@@ -5,9 +5,10 @@ Each op is timed by calling the host/ops.py (and golden.quant) functions host/mo
 for one decode token of one layer (the embedding row and the LM head: the whole op), as the
 least CPU time of repeated runs, the statistic calibrate_host() uses; then the whole host
 share of a decode token in BitNetModel.generate on the golden backend (a 2B-4T-shaped random
-checkpoint with fewer layers), process CPU time minus the backend's. Rounds interleave a fresh
-calibration with the measurements, so each round's model and measurement see the same machine
-state; every round is reported. Target: model / measured within 25 % for every op.
+checkpoint with fewer layers), process CPU time minus the backend's. Calibrations and
+measurements take turns (each group of ops is measured between two calibrations and its model is
+the mean of their predictions), so model and measurement see the same machine; every round is
+reported, and the median over rounds. Target: model / measured within 25 % for every op.
 
     nice -n 10 python benchmarks/bench_hostcost.py [--rounds 3] [--token-layers 2] [--json FILE]
 """
@@ -185,49 +186,82 @@ class Cases:
         self.token_fn = host_cpu
         self.token_args = (prompt, new)
 
-    def token_row(self, p: HostParams, repeat: int = 3) -> dict[str, Any]:
+    def token_measure(self, repeat: int = 3) -> float:
         prompt, new = self.token_args
-        one = min(self.token_fn(1) for _ in range(repeat))
-        more = min(self.token_fn(1 + new) for _ in range(repeat))
-        meas = (more - one) / new
-        # decode tokens at contexts prompt + 1 .. prompt + new, every host op but the link
-        model = sum(o.cpu_seconds(p) for L in range(prompt + 1, prompt + new + 1)
-                    for o in op_costs(self.token_shape, L) if o.on == "host") / new
-        return {"op": f"decode token, host share ({self.token_shape.num_hidden_layers} "
-                      "layers, golden)", "model_ms": model * 1e3, "measured_ms": meas * 1e3,
-                "ratio": model / meas}
+        one = min(self.token_fn(1) for _ in range(repeat))      # type: ignore[misc]
+        more = min(self.token_fn(1 + new) for _ in range(repeat))  # type: ignore[misc]
+        return (more - one) / new
+
+    def token_model(self, p: HostParams) -> float:
+        """Decode tokens at contexts prompt + 1 .. prompt + new, every host op but the link."""
+        prompt, new = self.token_args
+        return sum(o.cpu_seconds(p) for L in range(prompt + 1, prompt + new + 1)
+                   for o in op_costs(self.token_shape, L) if o.on == "host") / new
 
     def add(self, label: str, cost: OpCost, fn: Callable[[], Any], per: int = 1,
             threads: str = "") -> None:
         self.cases.append((label, cost, fn, per, threads))
 
-    def round(self, p: HostParams) -> list[dict[str, Any]]:
-        out = []
-        for label, cost, fn, per, threads in self.cases:
-            wall_model = wall = None
-            if threads == "one":
-                with _env(TRITIUM_THREADS="1"):
-                    meas = cpu_time(fn, 8, 3.0) / per
-                model = cost.cpu_seconds(replace(p, threads=1))
-            elif threads == "all":
-                # CPU time over all threads against the model's CPU time; the wall time
-                # (inflated by whatever else runs) beside the model's wall time
-                meas = cpu_time(fn, 8, 3.0, time.process_time) / per
-                model = cost.cpu_seconds(p)
-                wall = cpu_time(fn, 8, 3.0, time.perf_counter) / per
-                wall_model = cost.seconds(p)
+    def measure(self, case: tuple[str, OpCost, Callable[[], Any], int, str]
+                ) -> tuple[float, float | None]:
+        """(CPU seconds, wall seconds or None) of one case."""
+        _, _, fn, per, threads = case
+        if threads == "one":
+            with _env(TRITIUM_THREADS="1"):
+                return cpu_time(fn, 8, 3.0) / per, None
+        if threads == "all":
+            # CPU time over all threads, and the wall time (inflated by whatever else runs)
+            return (cpu_time(fn, 8, 3.0, time.process_time) / per,
+                    cpu_time(fn, 8, 3.0, time.perf_counter) / per)
+        return cpu_time(fn, 60, 2.0) / per, None
+
+    def round(self, calibrate: Callable[[], HostParams]
+              ) -> tuple[list[dict[str, Any]], list[HostParams]]:
+        """Calibrations and measurements in turn: each segment of ops (the small ones, the
+        attentions, the head, the whole token) is measured between two calibrations, and its
+        model is the mean of the two predictions, so that model and measurement see the same
+        machine (whose speed, shared with other jobs, drifts by tens of percent over minutes)."""
+        def group(case: tuple[Any, ...]) -> str:
+            first = case[0].split()[0]
+            return "small" if first in ("embedding", "norms", "rope", "quantisation") else first
+
+        segments: list[list[Any]] = []
+        for case in self.cases:
+            if segments and group(segments[-1][0]) == group(case):
+                segments[-1].append(case)
             else:
-                meas = cpu_time(fn, 60, 2.0) / per
-                model = cost.cpu_seconds(p)
-            r = {"op": label, "model_ms": model * 1e3, "measured_ms": meas * 1e3,
-                 "ratio": model / meas}
-            if wall is not None and wall_model is not None:
-                r |= {"model_wall_ms": wall_model * 1e3, "measured_wall_ms": wall * 1e3,
-                      "wall_ratio": wall_model / wall}
-            out.append(r)
+                segments.append([case])
         if self.token_fn is not None:
-            out.append(self.token_row(p))
-        return out
+            segments.append(["token"])
+        cals = [calibrate()]
+        out = []
+        for seg in segments:
+            if seg == ["token"]:
+                meas_token = self.token_measure()
+            else:
+                meas = [self.measure(c) for c in seg]
+            cals.append(calibrate())
+            pair = cals[-2:]
+            if seg == ["token"]:
+                model = sum(self.token_model(p) for p in pair) / 2
+                out.append({"op": f"decode token, host share "
+                                  f"({self.token_shape.num_hidden_layers} layers, golden)",
+                            "model_ms": model * 1e3, "measured_ms": meas_token * 1e3,
+                            "ratio": model / meas_token})
+                continue
+            for case, (cpu, wall) in zip(seg, meas, strict=True):
+                label, cost, _, _, threads = case
+                one = threads == "one"
+                model = sum(cost.cpu_seconds(replace(p, threads=1) if one else p)
+                            for p in pair) / 2
+                r = {"op": label, "model_ms": model * 1e3, "measured_ms": cpu * 1e3,
+                     "ratio": model / cpu}
+                if wall is not None:
+                    wall_model = sum(cost.seconds(p) for p in pair) / 2
+                    r |= {"model_wall_ms": wall_model * 1e3, "measured_wall_ms": wall * 1e3,
+                          "wall_ratio": wall_model / wall}
+                out.append(r)
+        return out, cals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,20 +276,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.token_layers:
         cases.token(args.token_layers)
     rounds = []
-    for i in range(args.rounds):
-        load0 = os.getloadavg()[0]
+    cal_s: list[float] = []
+
+    def calibrate() -> HostParams:
         t0 = time.perf_counter()
         p = replace(calibrate_host(), threads=ops.threads())
-        cal_s = time.perf_counter() - t0
-        table = cases.round(p)
-        rounds.append({"params": p.to_dict(), "rows": table, "calibration_s": cal_s,
+        cal_s.append(time.perf_counter() - t0)
+        return p
+
+    for i in range(args.rounds):
+        load0 = os.getloadavg()[0]
+        table, cals = cases.round(calibrate)
+        rounds.append({"params": [p.to_dict() for p in cals], "rows": table,
+                       "calibration_s": cal_s[-len(cals):],
                        "load_average": [load0, os.getloadavg()[0]]})
         print(f"round {i + 1}: load average {load0:.1f} -> {os.getloadavg()[0]:.1f}; "
-              f"calibrated in {cal_s:.1f} s: memory {p.memory_gbps:.3g} GB/s, compute "
-              f"{p.compute_gflops:.3g} GFLOP/s, head {p.head_gbps:.3g} GB/s/thread, "
-              f"dispatch {p.dispatch_us:.3g} us")
-        print("  fixed us / ns per element: " + ", ".join(
-            f"{f} {p.fixed_us[f]:.3g}/{p.element_ns[f]:.3g}" for f in p.fixed_us))
+              f"{len(cals)} calibrations, {min(cal_s[-len(cals):]):.1f} to "
+              f"{max(cal_s[-len(cals):]):.1f} s each")
+        for name, unit, get in (("memory", "GB/s", lambda p: p.memory_gbps),
+                                ("compute", "GFLOP/s", lambda p: p.compute_gflops),
+                                ("head", "GB/s/thread", lambda p: p.head_gbps),
+                                ("dispatch", "us", lambda p: p.dispatch_us)):
+            print(f"  {name} {unit}: " + " ".join(f"{get(p):.3g}" for p in cals))
         print(f"  {'op (2B-4T, one decode token)':36s} {'model ms':>9s} {'measured ms':>11s} "
               f"{'ratio':>6s}")
         for r in table:
