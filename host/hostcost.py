@@ -497,12 +497,17 @@ def calibrate_host(link_gbps: float = HostParams.link_gbps) -> HostParams:
         return lambda: xa + xb
 
     def embed_at(m: int) -> Callable[[], Any]:
-        table, row = random_bf16(64, m, rng), np.array([5])
-        return lambda: bf16_to_float32(table[row])
+        # a random row each call of a 64 MB table in 4 kB pages (a mapped checkpoint's
+        # embedding): the row comes from DRAM, as a token's does
+        table = random_bf16(64 * 2**20 // (m * BF16), m, rng)
+        rows = rng.integers(0, len(table), (4096, 1))
+        it = iter(range(1 << 62))
+        return lambda: bf16_to_float32(table[rows[next(it) & 4095]])
 
     # widths around a decode token's (640 to 6,912 wide vectors, 20 x L scores), L1/L2
-    # resident; not tiny, where NumPy takes other paths (a 16-wide call is cheaper than the
-    # line through 512 and 8,192 says, by up to a microsecond)
+    # resident but for the embedding's rows; not tiny, where NumPy takes other paths (a
+    # 16-wide call is cheaper than the line through 512 and 8,192 says, by up to a
+    # microsecond)
     for f, make, n0, n1 in (("embedding", embed_at, 512, 8192),
                             ("rms_norm", norm_at, 512, 8192),
                             ("rope", rope_at, 4 * d, 32 * d),
