@@ -14,10 +14,17 @@ host link) the model follows what host/ops.py and host/model.py do:
   because everything but the LM head is single-threaded NumPy.
 - BLAS flops are attention's two matmuls (QK^T, probabilities x V) at `compute_gflops`, one
   thread. A decode token's are memory-bound (4 query rows per KV head); a prefill's are not.
+  Each KV head's K and V stream also pays a start (`fixed_us["stream_start"]`: the BLAS call,
+  DRAM latency), which is what makes short caches slower per byte than long ones.
 - Everything else is NumPy elementwise work on cache-resident vectors (a 2,560-wide norm is
   10 kB): priced per host function as a fixed cost per call plus a cost per element (per score
   for attention's scale and softmax), both calibrated on that function at two widths. At decode
-  sizes the fixed cost (NumPy's dispatch, a few microseconds per call) dominates.
+  sizes the fixed cost (NumPy's dispatch, a few microseconds per call) dominates. The
+  embedding's row is calibrated coming from DRAM, as a token's does.
+- The machine is timed in CPU time (the calling thread's; all threads' for the LM head), the
+  least of many runs: on a shared machine that leaves out the time other jobs hold the cores.
+  The model therefore predicts an idle machine; a token's wall time is its CPU time, except
+  the LM head's, which is its CPU time over `threads`.
 - The LM head (ops.LMHead) widens bf16 blocks into a reused float32 buffer (in cache) and
   reduces them with einsum, splitting the vocabulary over `threads` threads: one thread gets
   through `head_gbps` of bf16 weights (or `memory_gbps`, if lower), and its wall time is its
