@@ -62,7 +62,7 @@ import numpy as np
 from ..golden.checks import InputError
 from ..golden.files import atomic_write, build_root
 from ..golden.models import ModelShape
-from .ops import threads as default_threads
+from .ops import threads as ops_threads
 
 F32 = 4
 BF16 = 2
@@ -95,6 +95,12 @@ SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 CALIBRATION_FILE = "host_calibration.json"
 # bump when the calibrated parameters change meaning: an older cache is measured again
 CALIBRATION_VERSION = 2
+
+
+def default_threads() -> int:
+    """The threads ops.LMHead splits over ($TRITIUM_THREADS, else one per core) that run at
+    once: no more than the cores."""
+    return max(1, min(ops_threads(), os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ a timing: the calibration is checked for its shape and its caching, the benchmar
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -268,7 +269,14 @@ def test_calibration_measures_every_parameter() -> None:
         v >= 0 for v in p.element_ns.values())
 
 
-FAKE = HostParams(memory_gbps=11.0, compute_gflops=22.0, dispatch_us=1.0, threads=1,
+def test_head_threads_are_at_most_the_cores(monkeypatch) -> None:
+    monkeypatch.setenv("TRITIUM_THREADS", str(10 * (os.cpu_count() or 1)))
+    assert hostcost.default_threads() == (os.cpu_count() or 1) == HostParams().threads
+    monkeypatch.setenv("TRITIUM_THREADS", "1")
+    assert HostParams().threads == 1
+
+
+FAKE = HostParams(memory_gbps=11.0, compute_gflops=22.0, dispatch_us=1.0, threads=4,
                   head_gbps=3.0, fixed_us={"rms_norm": 4.0}, element_ns={"rms_norm": 0.5},
                   source="calibrated")
 
@@ -277,7 +285,7 @@ FAKE = HostParams(memory_gbps=11.0, compute_gflops=22.0, dispatch_us=1.0, thread
 def fake_calibration(tmp_path: Path, monkeypatch) -> list[int]:
     """No measuring: calibrate_host_subprocess returns FAKE and counts its calls."""
     monkeypatch.setenv("TRITIUM_BUILD", str(tmp_path))
-    monkeypatch.setenv("TRITIUM_THREADS", "3")
+    monkeypatch.setenv("TRITIUM_THREADS", "1")
     calls: list[int] = []
 
     def fake(link_gbps: float = 4.0) -> HostParams:
@@ -297,11 +305,11 @@ def test_calibration_is_cached_per_machine_and_version(tmp_path: Path, fake_cali
     assert stored["version"] == CALIBRATION_VERSION
     # the cache is used as it is, with this process's threads
     stored["params"]["memory_gbps"] = 123.0
-    stored["params"]["threads"] = 1
+    stored["params"]["threads"] = 5
     path.write_text(json.dumps(stored))
     again = cached_calibration()
     assert again.memory_gbps == 123.0 and again.source.startswith("calibrated (cached")
-    assert again.threads == 3 and again.fixed_us == {"rms_norm": 4.0}
+    assert again.threads == 1 and again.fixed_us == {"rms_norm": 4.0}
     assert len(fake_calibration) == 1
     # another machine's cache, an older format (version 1 had no "version" and other
     # parameters), a damaged file: each is measured again and rewritten
@@ -331,7 +339,7 @@ def test_cli_calibrates_by_default(fake_calibration, capsys) -> None:
     assert main(cmd) == 0
     e = json.loads(capsys.readouterr().out)["end_to_end"]
     assert e["host_source"] == "calibrated" and e["host"]["memory_gbps"] == 11.0
-    assert e["host"]["threads"] == 3 and len(fake_calibration) == 1
+    assert e["host"]["threads"] == 1 and len(fake_calibration) == 1
     assert main(cmd) == 0                   # the second run reads the cache
     e = json.loads(capsys.readouterr().out)["end_to_end"]
     assert e["host_source"].startswith("calibrated (cached") and len(fake_calibration) == 1
