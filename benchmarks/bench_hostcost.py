@@ -83,7 +83,8 @@ class Cases:
         rng = np.random.default_rng(1)
         h, v, d = m.hidden_size, m.vocab_size, m.head_dim
         nh, nkv = m.num_attention_heads, m.num_key_value_heads
-        # (label, model op, timed call, calls per timed run, clock, wall-time too)
+        # (label, model op, timed call, op calls per timed run, threads: "" the calling
+        # thread, "one" the head on one thread, "all" the head on ops.threads())
         self.cases: list[tuple[str, OpCost, Callable[[], Any], int, str]] = []
         ops_128 = {o.name: o for o in op_costs(m, 128)}
 
