@@ -40,7 +40,7 @@ from ..golden.os_model import stream_gemm_cycles
 from ..golden.os_port import IDEAL, PortTiming
 from . import zoo
 from .arch import resolve_model
-from .hostcost import HostParams, bottleneck, cached_calibration, combine, op_costs
+from .hostcost import HostParams, bottleneck, combine, op_costs
 
 DATAFLOW_CHOICES = ("auto", "ws", "os")
 DEFAULT_ZERO_FRACTION = 1 / 3
@@ -64,7 +64,10 @@ class EstimateConfig:
     gen_len: int = 128
     weight_bits: float | None = None      # None: array.weight_packing's (2.0 or 1.6)
     zero_fraction: float | None = None   # None: measured from the checkpoint, else 1/3
-    host: HostParams | None = None       # None: calibrated on this machine (cached)
+    # None: HostParams()'s nominal values, not this machine's: a library call stays fast and
+    # reproducible (sweeps, tests); `tritium estimate` passes the cached calibration
+    # (hostcost.cached_calibration) unless the parameters are given
+    host: HostParams | None = None
     context: int | None = None           # KV cache length L for decode; None: prompt_len
     # How the memory behind the os top's port answers (golden/os_port.py): its latency and
     # stall rate; the bandwidth stays dram_gbps. IDEAL: the answer comes the next cycle.
@@ -388,7 +391,9 @@ def estimate(model: ModelShape, ecfg: EstimateConfig, table: EnergyTable | None 
                     "quantisation and the LM head; static power of anything but the PEs",
         "table": table.to_dict(),
     }
-    host = ecfg.host or cached_calibration()
+    host = ecfg.host or HostParams(
+        source="nominal (HostParams defaults, not measured; pass "
+               "host=hostcost.cached_calibration() for this machine's)")
     e2e = end_to_end(model, ecfg, host, context, decode, decode_s, prefill, prefill_s)
     mem_cfg = mem.to_dict() | {"dram_gbps": ecfg.gbps}
     result = {
@@ -525,10 +530,13 @@ def assumptions(ecfg: EstimateConfig, table: EnergyTable, mem: MemoryConfig,
                             "checkpoint folder to count them)."),
         "Excluded from cycles and energy: CPU-side work (embedding, norms, RoPE, attention, "
         "quantisation, LM head) and host/driver overheads; end_to_end adds the host's time "
-        "(host/hostcost.py: per op max(bytes / memory bandwidth, flops / compute) + NumPy "
-        "calls x dispatch cost) and the int8-in/int32-out link transfers of every matmul.",
-        "end_to_end: decode attends over a KV cache of length context; prefill is causal over "
-        "the prompt, and the LM head runs on the last prompt token only (as generate does).",
+        "(host/hostcost.py: per op max(DRAM bytes / one thread's bandwidth, BLAS flops / "
+        "compute) + per host function called, a fixed cost + a cost per element; the LM head "
+        "at its bf16 widen+GEMV rate split over its threads) and the int8-in/int32-out link "
+        "transfers of every matmul.",
+        "end_to_end: decode attends over a KV cache of length context; prefill scores every "
+        "(query, key) pair of the prompt and masks the future ones (as host/ops.py does), and "
+        "the LM head runs on the last prompt token only (as generate does).",
         "decode.roofline_tokens_per_s = DRAM bandwidth / packed ternary weight bytes per "
         "token (decoder layers only).",
         "decode.utilization = (activation, weight) pairs per PE-cycle over all cycles "
@@ -566,7 +574,7 @@ def _port_assumption(port: PortTiming) -> str:
 
 def resolve(model: str | Path) -> tuple[ModelShape, Path | None]:
     """(shape, checkpoint folder with weights or None)."""
-    shape = resolve_model(model)
     p = zoo.resolve(model) or Path(str(model))
+    shape = resolve_model(p if p.is_dir() else model)
     return shape, (p if _has_weights(p) else None)
 
