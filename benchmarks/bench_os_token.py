@@ -27,23 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHAPE = dict(hidden=2560, intermediate=6912, heads=20, kv_heads=5, vocab=128256)
-
-
-def ensure_checkpoint(path: Path, layers: int, seed: int) -> Path:
-    from tritium.host.synthetic import write_random_checkpoint
-
-    stamp = path / "bench.json"
-    want = {**SHAPE, "layers": layers, "seed": seed}
-    if stamp.is_file() and json.loads(stamp.read_text()) == want:
-        return path
-    t0 = time.perf_counter()
-    print(f"writing a {layers}-layer 2B-4T-shaped checkpoint to {path} ...", file=sys.stderr)
-    write_random_checkpoint(path, layers=layers, tied=True, packed=True, seed=seed,
-                            max_position_embeddings=4096, **SHAPE)
-    stamp.write_text(json.dumps(want))
-    print(f"  written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the same checkpoint (and stamp) as the golden-vs-transformers benchmark writes
+from bench_golden_vs_transformers import SHAPE, ensure_checkpoint  # noqa: E402
 
 
 def run(path: Path, backend: str, cfg, prompt: list[int]) -> dict:
