@@ -43,14 +43,23 @@ class BoardBackend(DeviceBackend):
         # configuration (from IDENT) is the one to use, not a 4x4 it may not have been built for.
         cfg = None if array is None or array is DEFAULT_ARRAY else array
         super().__init__(BoardDevice(port, cfg, baud=baud, timeout=timeout, retries=retries))
-        self.accel = ResidentWsDriver(self.device, self.device.cfg)
         self.want_resident = resident
         self.plan = ResidentPlan(store_words=self.device.link.store_words)
+        # The store holds ws weight tiles; an os board's weights stream from its port memory,
+        # through the driver DeviceBackend chose for its dataflow.
+        self._ws = self.device.cfg.dataflow == "ws"
+        if self._ws:
+            self.accel = ResidentWsDriver(self.device, self.device.cfg)
+        else:
+            self.plan.reason = (f"the {self.device.cfg.dataflow} dataflow streams its weights "
+                                "from the board's port memory")
         self.device.stats.resident = self.plan
         self._handles: list[WeightHandle] = []
         self._decided = False
 
     def _prepare_device(self, p: Prepared) -> Any:
+        if not self._ws:
+            return super()._prepare_device(p)
         handle = WeightHandle(p.name, self.accel.pack(p.w))
         if self._decided:   # the store was planned without it
             log.info("board on %s: %s streams: prepared after the weights were placed",
@@ -60,6 +69,8 @@ class BoardBackend(DeviceBackend):
         return handle
 
     def _matmul(self, a: np.ndarray, p: Prepared) -> tuple[np.ndarray, Events]:
+        if not self._ws:
+            return super()._matmul(a, p)
         if not self._decided:
             self._decide()
         return self.accel.gemm(a, p.device_handle.packed)

@@ -25,7 +25,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..bus.contract import CTRL_START, Region
+from ..bus.contract import CTRL_START, Region, RegMapBase
 from ..bus.ws_regmap import CTRL_ACCUMULATE, Csr, WsRegMap
 from ..golden.config import ArrayConfig
 from ..golden.dataflows import dataflow
@@ -139,14 +139,16 @@ class _Copy:
     """Registers of a copy from the store onto the bus (OP_RUN_TILE's weight tile, OP_LOAD_ACTS'
     activation rows), and of OP_READ_BLOCK."""
 
-    def __init__(self, rm: WsRegMap, store_bits: int) -> None:
+    def __init__(self, rm: RegMapBase, store_bits: int) -> None:
         # The store word to fetch next; OP_READ_BLOCK's next bus address.
         self.next = Signal(max(store_bits + 1, P.ADDR_BITS))
         self.slot = Signal(7)
         self.acc = Signal()
         self.rows = Signal(8)        # OP_LOAD_ACTS: activation rows; OP_READ_BLOCK: words left
         self.r = Signal(range(max(rm.cfg.rows, rm.cfg.act_depth, 2)))
-        self.j = Signal(range(max(rm.weight_words, rm.act_words, 2)))
+        # Only ws boards have a store to copy tiles from; every board reads blocks.
+        words = (rm.weight_words, rm.act_words) if isinstance(rm, WsRegMap) else ()
+        self.j = Signal(range(max(*words, 2, 2)))
 
 
 def _store_fields(op, operand, store_bits: int):
@@ -324,11 +326,15 @@ class LinkController(wiring.Component):
         resp_depth = max(prm.max_reads, P.IDENT_WORDS)
         rm = self.map
         has_store = prm.store_words > 0
+        if has_store and self.cfg.dataflow != "ws":
+            raise ValueError(f"LinkParams.store_words={prm.store_words}: the resident weight "
+                             f"store copies ws weight tiles; dataflow {self.cfg.dataflow!r} "
+                             "keeps its weights in its port memory (store_words must be 0)")
         if has_store:
             from .store import WeightStore
 
             m.submodules.store = store = WeightStore(prm.store_words)
-        tile_words = P.tile_words(rm)
+        tile_words = P.tile_words(rm) if has_store else 0
 
         req_mem = Memory(shape=unsigned(8), depth=prm.req_bytes, init=[])
         resp_mem = Memory(shape=unsigned(32), depth=resp_depth, init=[])

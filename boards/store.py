@@ -115,6 +115,12 @@ def store_budget(device: str, cfg: ArrayConfig, req_bytes: int, max_reads: int) 
     from .top import BoardCore
 
     dev = get_device(device)
+    if cfg.dataflow != "ws":
+        # os streams every weight from the memory behind its port (boards/os_mem.py), which
+        # the host fills over the link: that memory is its on-chip weight store already.
+        return StoreBudget("none", 0, 0, 0, 0,
+                           f"the {cfg.dataflow} dataflow streams its weights from its port "
+                           "memory (dram_words); the resident store is for ws")
     if device in SPRAM_BLOCKS:
         n = SPRAM_BLOCKS[device]
         # Pairs of 16-bit SPRAMs make 32-bit words.

@@ -76,6 +76,9 @@ def params() -> dict[str, Param]:
         # the array is the point itself; the estimate prices the array's own dataflow
         if f.name in ("array", "dataflow") or f.name in out:
             continue
+        # a record-valued option (os_port: PortTiming, host: HostParams) is no grid axis
+        if not isinstance(f.default, int | float | str | bool | None):
+            continue
         out[f.name] = Param(f.name, "estimate", _field_type(est, f), f.default,
                             helps.get(f.name, f"EstimateConfig.{f.name}"))
     out["device"] = Param("device", "synth", str, "ice40-up5k",

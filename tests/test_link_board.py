@@ -304,7 +304,7 @@ def test_retries_reach_the_run_report(board, tmp_path, capsys) -> None:
         assert main(["run", "--model", str(path), "--tokens", "2", "--max-new-tokens", "1",
                      "--no-eos", "--backend", "board", "--port", line.port, "--json"]) == 0
     link = json.loads(capsys.readouterr().out)["link"]
-    assert link["retries"] == 1 and link["bad_frames"] >= 1
+    assert link["retries"] >= 1 and link["bad_frames"] >= 1
 
 
 def test_tritium_run_refuses_a_bad_baud(tmp_path, capsys) -> None:
