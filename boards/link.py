@@ -148,7 +148,7 @@ class _Copy:
         self.r = Signal(range(max(rm.cfg.rows, rm.cfg.act_depth, 2)))
         # Only ws boards have a store to copy tiles from; every board reads blocks.
         words = (rm.weight_words, rm.act_words) if isinstance(rm, WsRegMap) else ()
-        self.j = Signal(range(max(*words, 2, 2)))
+        self.j = Signal(range(max((*words, 2))))
 
 
 def _store_fields(op, operand, store_bits: int):
