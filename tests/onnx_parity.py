@@ -15,6 +15,8 @@ import onnxruntime as ort
 from tritium.host import BitNetModel
 from tritium.host.arch import ModelConfig
 
+from .ties import force_ties
+
 TOL = 1e-4   # relative to max |logit|
 
 
@@ -108,9 +110,6 @@ class Decoder:
         return new
 
 
-TIE_WINDOW = 1e-3   # how close to k + 0.5 (in int8 code units) a flipped code may be
-
-
 class TieForcing:
     """tests/parity.py's rounding-tie rule, with onnxruntime as the other side.
 
@@ -119,7 +118,7 @@ class TieForcing:
     can differ in the last ulp; where x * s lands within that of a half-integer, the two round
     to neighbouring int8 codes, and one flipped code moves the logits ~1e-2. Golden here takes
     onnxruntime's codes wherever they differ, after asserting each difference is 1 and sits
-    within TIE_WINDOW of a tie; any other difference fails. Probes are pushed in the order
+    within a tie (tests/ties.py); any other difference fails. Probes are pushed in the order
     golden's forward passes consume them, per (layer, projection), for batch row `row`."""
 
     def __init__(self, golden: BitNetModel) -> None:
@@ -143,15 +142,8 @@ class TieForcing:
 
     def _forced(self, li: int, proj: str, q: np.ndarray, s: np.ndarray) -> np.ndarray:
         want, xs = self.queue[(li, proj)].popleft()
-        diff = q != want
-        if diff.any():
-            step = np.abs(q[diff].astype(np.int32) - want[diff])
-            tie = np.abs(np.abs(xs[diff] - np.floor(xs[diff])) - 0.5)
-            assert step.max() == 1 and tie.max() <= TIE_WINDOW, (
-                f"layer {li} {proj}: int8 codes differ from onnxruntime's by up to "
-                f"{step.max()} at {diff.sum()} place(s), {tie.max():.2e} from a tie")
-            self.forced += int(diff.sum())
-            q = np.where(diff, want, q)
+        q, forced = force_ties(q, want, xs, f"layer {li} {proj}", "onnxruntime")
+        self.forced += forced
         return self._linear(li, proj, q, s)
 
     def close(self) -> None:

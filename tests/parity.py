@@ -30,6 +30,8 @@ from tritium.host import BitNetModel
 from tritium.host.hf_reference import hf_reference
 from tritium.host.synthetic import ModelSpec, random_weights
 
+from .ties import force_ties
+
 LOGIT_TOL = 1e-5  # relative to max |logit|
 
 
@@ -98,9 +100,6 @@ def make_pair(cases: dict[str, tuple[ModelSpec, dict[str, Any]]], name: str, tmp
     return BitNetModel.from_pretrained(path, backend="golden"), hf_reference(path), spec
 
 
-TIE_WINDOW = 1e-3   # how close to k + 0.5 (in int8 code units) a flip may be
-
-
 class TieForcing:
     """Records the int8 codes a torch model's BitLinear layers compute (modules named as
     transformers names them: model.layers.<i>.<self_attn|mlp>.<proj>), and makes tritium's
@@ -150,15 +149,8 @@ class TieForcing:
         i = self.calls[key]
         self.calls[key] += 1
         want, xs = self.want[key][i]
-        diff = q != want
-        if diff.any():
-            step = np.abs(q[diff].astype(np.int32) - want[diff])
-            tie = np.abs(np.abs(xs[diff] - np.floor(xs[diff])) - 0.5)
-            assert step.max() == 1 and tie.max() <= TIE_WINDOW, (
-                f"layer {li} {proj} call {i}: int8 codes differ from transformers' by up to "
-                f"{step.max()} at {diff.sum()} place(s), {tie.max():.2e} from a tie")
-            self.forced += int(diff.sum())
-            q = np.where(diff, want, q)
+        q, forced = force_ties(q, want, xs, f"layer {li} {proj} call {i}", "transformers")
+        self.forced += forced
         return self._linear(li, proj, q, s)
 
     def close(self) -> None:
